@@ -1,0 +1,38 @@
+# Likeness: the two commands in README.md are `make demo` and `make test`.
+PY ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-all check lint bench quality clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PY) >/dev/null 2>&1 || { echo "likeness needs Python 3.11 ($(PY) not found)"; exit 1; }
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[server,blender,dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/likeness demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check engine blender_addon scripts tests
+	$(BIN)/ruff format --check engine blender_addon scripts tests
+
+check: lint test
+
+quality: $(STAMP)
+	$(BIN)/python scripts/quality.py
+
+bench: $(STAMP)
+	$(BIN)/python scripts/bench.py
+
+clean:
+	rm -rf out .pytest_cache

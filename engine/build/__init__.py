@@ -1,0 +1,1 @@
+"""Fitting methods: how a radiance field is made to agree with the one photo."""

@@ -1,0 +1,233 @@
+"""ProxyInitFit: initialise the field from the head proxy, then fit it to the photo.
+
+A *method* is an object with ``init(field, data)`` and ``fit(field, data, progress, cancel)``; learned
+initialisations from the papers (meta-learned priors, a feed-forward triplane encoder) slot in beside this one
+by replacing ``init``."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.ndimage as ndi
+import torch
+import torch.nn.functional as F
+
+from engine.config import BuildConfig
+from engine.conventions import Intrinsics
+from engine.errors import Cancelled
+from engine.field.model import RadianceField
+from engine.proxy.head import HeadProxy
+from engine.render.rays import camera_rays_world
+from engine.render.renderer import RenderOptions, render_rays
+
+
+@dataclass
+class FitData:
+    """The one training view. ``photo`` (S, S, 3) and ``matte`` (S, S) in [0, 1]; ``proxy`` in the work camera;
+    ``cv_to_canon`` 4x4 similarity; ``intr`` the work camera."""
+
+    photo: np.ndarray
+    matte: np.ndarray
+    proxy: HeadProxy
+    intr: Intrinsics
+    cv_to_canon: np.ndarray
+
+
+def _canon_rays(data: FitData) -> tuple[np.ndarray, np.ndarray]:
+    """Canonical origins and unit directions of every work-camera pixel."""
+    eye = np.eye(4)
+    o, d, _ = camera_rays_world(np.diag([1.0, -1.0, -1.0, 1.0]) @ eye, data.intr)  # cv camera == 'world' here
+    m = data.cv_to_canon
+    s = np.cbrt(abs(np.linalg.det(m[:3, :3])))
+    oc = o @ m[:3, :3].T + m[:3, 3]
+    dc = d @ (m[:3, :3] / s).T
+    return oc, dc
+
+
+def proxy_sdf_grid(proxy: HeadProxy, field: RadianceField, canon_to_cv: np.ndarray) -> np.ndarray:
+    """Signed distance (canonical units) of the proxy on the field's grid, indexed [z, y, x]."""
+    g = field.sdf.shape[-1]
+    lin = np.linspace(-1.0, 1.0, g)
+    zz, yy, xx = np.meshgrid(lin, lin, lin, indexing="ij")
+    pts = np.stack([xx, yy, zz], -1).reshape(-1, 3) * float(field.box_half) + field.box_center.numpy()
+    pc = pts @ canon_to_cv[:3, :3].T + canon_to_cv[:3, 3]
+    occ = proxy.occupancy_cv(pc).reshape(g, g, g)
+    occ = ndi.binary_opening(occ, iterations=1)
+    lab, n = ndi.label(occ)
+    if n > 1:
+        sizes = ndi.sum(occ, lab, range(1, n + 1))
+        occ = lab == (1 + int(np.argmax(sizes)))
+    vox = field.voxel
+    dist_out = ndi.distance_transform_edt(~occ)
+    dist_in = ndi.distance_transform_edt(occ)
+    sdf = (dist_out - dist_in + np.where(occ, 0.5, -0.5)) * vox
+    return ndi.gaussian_filter(sdf, 0.8).astype(np.float32)
+
+
+def _boundary_colour(photo: np.ndarray, matte: np.ndarray) -> np.ndarray:
+    """Per pixel, the colour of the nearest pixel in a band just inside the matte's edge (hair, ears, clothes):
+    what the unseen back of the head is filled with before fitting."""
+    inside = matte > 0.5
+    band_w = max(2, int(0.03 * matte.shape[0]))
+    band = inside & ~ndi.binary_erosion(inside, iterations=band_w)
+    band &= ndi.binary_erosion(inside, iterations=2)
+    if not band.any():
+        band = inside if inside.any() else np.ones_like(inside)
+    _, (iy, ix) = ndi.distance_transform_edt(~band, return_indices=True)
+    smooth = np.stack([ndi.uniform_filter(photo[..., c], 9) for c in range(3)], -1)
+    return smooth[iy, ix]
+
+
+class ProxyInitFit:
+    """Density from the proxy's occupancy, colour by projecting the photo with a mirror fill, then fitting."""
+
+    name = "proxy-init-fit"
+
+    def __init__(self, cfg: BuildConfig) -> None:
+        self.cfg = cfg
+
+    # ------------------------------------------------------------------ init
+    def init(self, field: RadianceField, data: FitData, progress=None, cancel=None) -> dict:
+        t0 = time.perf_counter()
+        canon_to_cv = np.linalg.inv(data.cv_to_canon)
+        sdf = proxy_sdf_grid(data.proxy, field, canon_to_cv)
+        with torch.no_grad():
+            field.sdf.copy_(torch.from_numpy(sdf)[None, None])
+        field.refresh_normals()
+        pts, target = self._colour_targets(field, data, canon_to_cv, sdf)
+        gen = torch.Generator().manual_seed(self.cfg.seed)
+        with torch.no_grad():
+            field.planes.normal_(0.0, 0.01, generator=gen)
+        opt = torch.optim.Adam([{"params": [field.planes], "lr": 0.03}, {"params": field.mlp.parameters(), "lr": 0.01}])
+        steps = max(50, self.cfg.iterations // 2)
+        pts_t, tgt_t = torch.from_numpy(pts), torch.from_numpy(target)
+        self._prior = (pts_t, tgt_t)
+        for i in range(steps):
+            idx = torch.randint(0, len(pts_t), (min(16384, len(pts_t)),), generator=gen)
+            loss = F.mse_loss(field.learned_colour(pts_t[idx]), tgt_t[idx]) + 1e-2 * _tv2(field.planes)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            _tick(progress, cancel, "init", (i + 1) / steps)
+        return {"init_s": time.perf_counter() - t0, "init_colour_mse": float(loss.detach())}
+
+    def _colour_targets(self, field, data: FitData, canon_to_cv: np.ndarray, sdf: np.ndarray):
+        """Near-surface canonical points and their initial colour: the photo where the input camera sees the
+        point, else where it sees the mirrored point, else the matte's edge colour."""
+        vox = field.voxel
+        zi, yi, xi = np.nonzero(np.abs(sdf) < 1.5 * vox)
+        rng = np.random.default_rng(self.cfg.seed)
+        g = sdf.shape[0]
+        lin = lambda i: -1.0 + 2.0 * i / (g - 1)  # noqa: E731
+        base = np.stack([lin(xi), lin(yi), lin(zi)], -1) * float(field.box_half) + field.box_center.numpy()
+        pts = (base + rng.uniform(-0.5, 0.5, base.shape) * vox).astype(np.float32)
+        edge = _boundary_colour(data.photo, data.matte)
+        target, seen = self._project(pts, data, canon_to_cv, edge, field)
+        mirror = pts * np.array([-1.0, 1.0, 1.0], np.float32)
+        mtarget, mseen = self._project(mirror, data, canon_to_cv, edge, field)
+        use_mirror = ~seen & mseen
+        target[use_mirror] = mtarget[use_mirror]
+        return pts, target.astype(np.float32)
+
+    def _project(self, pts, data: FitData, canon_to_cv, edge, field):
+        pc = pts @ canon_to_cv[:3, :3].T + canon_to_cv[:3, 3]
+        intr = data.intr
+        u = intr.fx * pc[:, 0] / pc[:, 2] + intr.cx
+        v = intr.fy * pc[:, 1] / pc[:, 2] + intr.cy
+        h, w = data.matte.shape
+        iu = np.clip(u.astype(np.int64), 0, w - 1)
+        iv = np.clip(v.astype(np.int64), 0, h - 1)
+        s = np.cbrt(abs(np.linalg.det(data.cv_to_canon[:3, :3])))
+        tol = 2.0 * field.voxel / s
+        front = data.proxy.front_m[iv, iu]
+        seen = (data.matte[iv, iu] > 0.5) & (np.abs(pc[:, 2] - front) < tol) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+        # Foreshortened surfaces take the photo only when they face the camera enough.
+        n = F.normalize(field._grid(field.normals, torch.from_numpy(pts)), dim=-1).numpy()
+        view = pc / np.linalg.norm(pc, axis=1, keepdims=True)
+        view_c = view @ (data.cv_to_canon[:3, :3] / s).T
+        seen &= -(n * view_c).sum(-1) > 0.25
+        colour = np.where(seen[:, None], data.photo[iv, iu], edge[iv, iu])
+        return colour, seen
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, field: RadianceField, data: FitData, progress=None, cancel=None) -> dict:
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        oc, dc = _canon_rays(data)
+        photo = torch.from_numpy(data.photo.reshape(-1, 3).astype(np.float32))
+        matte = torch.from_numpy(data.matte.reshape(-1).astype(np.float32))
+        s = np.cbrt(abs(np.linalg.det(data.cv_to_canon[:3, :3])))
+        _, _, zpt = camera_rays_world(np.diag([1.0, -1.0, -1.0, 1.0]), data.intr)
+        proxy_t = torch.from_numpy((data.proxy.front_m.reshape(-1) / zpt * s).astype(np.float32))
+        oc_t, dc_t = torch.from_numpy(oc.astype(np.float32)), torch.from_numpy(dc.astype(np.float32))
+        near_matte = torch.from_numpy(ndi.binary_dilation(data.matte > 0.5, iterations=4).reshape(-1))
+        fg_idx = torch.nonzero(near_matte)[:, 0]
+        gen = torch.Generator().manual_seed(cfg.seed + 1)
+        opts = RenderOptions(n_coarse=cfg.n_coarse, n_fine=cfg.n_fine, learned_only=True)
+        opt = torch.optim.Adam(
+            [
+                {"params": [field.sdf], "lr": 0.02 * field.voxel},
+                {"params": [field.planes], "lr": 0.01},
+                {"params": field.mlp.parameters(), "lr": 0.003},
+            ]
+        )
+        n_fg = int(cfg.rays_per_step * 0.8)
+        sym_pts = self._surface_points(field, 20000, gen)
+        prior_pts, prior_rgb = self._prior
+        history = []
+        for i in range(cfg.iterations):
+            idx = torch.cat(
+                [
+                    fg_idx[torch.randint(0, len(fg_idx), (n_fg,), generator=gen)],
+                    torch.randint(0, len(photo), (cfg.rays_per_step - n_fg,), generator=gen),
+                ]
+            )
+            rgb, alpha, tdep = render_rays(field, oc_t[idx], dc_t[idx], opts, jitter=True)
+            m = matte[idx]
+            fg = m > 0.5
+            # Colour against the photo where the person is (alpha is fitted to the matte separately, so a
+            # soft matte edge does not darken the colours).
+            l_rgb = F.mse_loss(rgb[fg], photo[idx][fg] * alpha[fg, None].detach()) if fg.any() else rgb.sum() * 0
+            l_alpha = F.binary_cross_entropy(alpha.clamp(1e-4, 1 - 1e-4), m)
+            l_depth = ((tdep[fg] - proxy_t[idx][fg]).abs() / field.voxel).clamp(max=10).mean() if fg.any() else 0.0
+            sp = sym_pts[torch.randint(0, len(sym_pts), (4096,), generator=gen)]
+            mir = sp * torch.tensor([-1.0, 1.0, 1.0])
+            l_sym = (field.learned_colour(sp) - field.learned_colour(mir)).abs().mean()
+            pi = torch.randint(0, len(prior_pts), (4096,), generator=gen)
+            l_prior = (field.learned_colour(prior_pts[pi]) - prior_rgb[pi]).abs().mean()
+            l_tv = 1e-2 * _tv2(field.planes) + 1e-2 * _tv3(field.sdf / field.voxel)
+            loss = l_rgb + 0.1 * l_alpha + 0.01 * l_depth + 0.02 * l_sym + 0.02 * l_prior + l_tv
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if i % 25 == 0 or i == cfg.iterations - 1:
+                history.append({"step": i, "loss": float(loss.detach()), "rgb_mse": float(l_rgb.detach())})
+            _tick(progress, cancel, "fit", (i + 1) / max(1, cfg.iterations))
+        field.refresh_normals()
+        return {"fit_s": time.perf_counter() - t0, "history": history}
+
+    def _surface_points(self, field, n, gen):
+        with torch.no_grad():
+            g = field.sdf.shape[-1]
+            sdf = field.sdf[0, 0]
+            idx = torch.nonzero(sdf.abs() < 1.5 * field.voxel)
+            pick = idx[torch.randint(0, len(idx), (n,), generator=gen)].float()
+            unit = -1.0 + 2.0 * pick[:, [2, 1, 0]] / (g - 1)
+            return unit * field.box_half + field.box_center
+
+
+def _tv2(p: torch.Tensor) -> torch.Tensor:
+    return (p[..., 1:, :] - p[..., :-1, :]).pow(2).mean() + (p[..., :, 1:] - p[..., :, :-1]).pow(2).mean()
+
+
+def _tv3(v: torch.Tensor) -> torch.Tensor:
+    return sum((v.diff(dim=d)).pow(2).mean() for d in (2, 3, 4))
+
+
+def _tick(progress, cancel, stage: str, frac: float) -> None:
+    if cancel is not None and cancel():
+        raise Cancelled("the build was cancelled")
+    if progress is not None:
+        progress(stage, frac)

@@ -1,0 +1,196 @@
+"""The ``likeness`` command: build | render | turntable | demo. Errors become one line and an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from engine import __version__
+from engine.errors import LikenessError
+
+log = logging.getLogger("likeness")
+
+
+class StageBars:
+    """One tqdm bar per pipeline stage, shown only once the stage has run for a second."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.bars: dict = {}
+
+    def __call__(self, stage: str, frac: float) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        bar = self.bars.get(stage)
+        if bar is None:
+            bar = self.bars[stage] = tqdm(
+                total=100,
+                desc=f"{stage:>10}",
+                delay=1.0,
+                leave=False,
+                bar_format="{desc} {bar} {percentage:3.0f}% {elapsed}<{remaining}",
+            )
+        step = int(round(frac * 100)) - bar.n
+        if step > 0:
+            bar.update(step)
+        if frac >= 1.0:
+            bar.close()
+
+
+def _build(photo, args, out: Path, name: str) -> int:
+    from engine.config import preset
+    from engine.pipeline import build_avatar
+
+    overrides = {"device": args.device, "face_index": args.face}
+    if getattr(args, "focal_35mm", None):
+        overrides["focal_35mm"] = args.focal_35mm
+    cfg = preset(args.quality, **overrides)
+    t0 = time.perf_counter()
+    m = build_avatar(photo, cfg, out, StageBars(not args.quiet), source_name=name)
+    mt = m["metrics"]
+    print(
+        f"built {out} in {time.perf_counter() - t0:.1f} s: {mt['faces']} faces, input-view PSNR "
+        f"{mt['input_psnr_db']:.1f} dB, SSIM {mt['input_ssim']:.3f}, mesh/matte IoU {mt['mesh_matte_iou']:.3f}"
+    )
+    return 0
+
+
+def cmd_build(args) -> int:
+    from engine.io.images import load_photo
+
+    photo = load_photo(args.photo)
+    out = Path(args.output or Path("out") / Path(args.photo).stem)
+    return _build(photo, args, out, os.path.basename(args.photo))
+
+
+def cmd_demo(args) -> int:
+    from engine.io.images import demo_photo
+
+    out = Path(args.output or "out/demo")
+    return _build(demo_photo(), args, out, "astronaut.png")
+
+
+def cmd_render(args) -> int:
+    import numpy as np
+
+    from engine.avatar import load_avatar
+    from engine.extract.export import rgba_u8, write_png
+
+    avatar = load_avatar(args.bundle)
+    cam, intr = avatar.orbit(
+        args.yaw, args.pitch, args.size, distance_m=args.distance, fov_deg=args.fov, focal_mm=args.focal_mm
+    )
+    deform = None
+    if getattr(args, "expression", None):
+        from engine.rig.cli_support import deform_from_args
+
+        deform = deform_from_args(avatar, args.expression)
+    t0 = time.perf_counter()
+    out = avatar.render(cam, intr, deform=deform)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    write_png(Path(args.output), rgba_u8(out))
+    if args.depth:
+        from engine.io.exr import write_exr_depth
+
+        write_exr_depth(args.depth, out["depth_m"])
+    cov = float((out["alpha"] > 0.5).mean())
+    print(
+        f"rendered {args.output} ({args.size}x{args.size}) in {time.perf_counter() - t0:.2f} s, "
+        f"focal {intr.fx:.1f} px, distance {np.linalg.norm(cam[:3, 3]):.3f} m, coverage {cov:.2f}"
+    )
+    return 0
+
+
+def cmd_turntable(args) -> int:
+    from engine.avatar import load_avatar
+    from engine.extract.export import write_mp4, write_png
+    from engine.pipeline import _over_grey, render_turntable
+
+    avatar = load_avatar(args.bundle)
+    out = Path(args.output or Path(args.bundle) / "turntable_custom")
+    out.mkdir(parents=True, exist_ok=True)
+    bars = StageBars(not args.quiet)
+    frames = render_turntable(avatar, args.frames, args.size, args.pitch, progress=lambda f: bars("turntable", f))
+    for i, fr in enumerate(frames):
+        write_png(out / f"frame_{i:03d}.png", fr)
+    write_mp4(out / "turntable.mp4", [_over_grey(f) for f in frames], fps=args.fps)
+    print(f"wrote {len(frames)} frames and {out / 'turntable.mp4'}")
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="likeness", description="One portrait photo -> animatable 3D head.")
+    p.add_argument("--version", action="version", version=f"likeness {__version__}")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def build_opts(sp):
+        sp.add_argument("-o", "--output", help="bundle folder (default: out/<photo name>)")
+        sp.add_argument("--quality", default="standard", choices=["draft", "standard", "high"])
+        sp.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+        sp.add_argument("--face", type=int, default=0, help="which face when the photo shows several (largest=0)")
+        sp.add_argument("--focal-35mm", type=float, default=0.0, help="override the EXIF / default focal length")
+
+    b = sub.add_parser("build", help="build an avatar bundle from a photo")
+    b.add_argument("photo")
+    build_opts(b)
+    b.set_defaults(func=cmd_build)
+
+    d = sub.add_parser("demo", help="build the bundled demo portrait (skimage astronaut)")
+    build_opts(d)
+    d.set_defaults(func=cmd_demo)
+
+    r = sub.add_parser("render", help="render a bundle's radiance field from an orbit camera")
+    r.add_argument("bundle")
+    r.add_argument("--yaw", type=float, default=0.0, help="degrees, + toward the subject's left")
+    r.add_argument("--pitch", type=float, default=0.0, help="degrees, + from above")
+    g = r.add_mutually_exclusive_group()
+    g.add_argument("--fov", type=float, help="vertical field of view, degrees")
+    g.add_argument("--focal-mm", type=float, help="focal length in mm on a 36 mm sensor")
+    r.add_argument(
+        "--distance",
+        type=float,
+        help="camera distance from the head centre, metres; alone, the "
+        "focal length follows so the head keeps its size (perspective manipulation)",
+    )
+    r.add_argument("--size", type=int, default=512)
+    r.add_argument("--expression", nargs="*", help="ARKit weights, e.g. jawOpen=0.8 eyeBlinkLeft=1")
+    r.add_argument("-o", "--output", required=True)
+    r.add_argument("--depth", help="also write z-depth (metres) as EXR")
+    r.set_defaults(func=cmd_render)
+
+    t = sub.add_parser("turntable", help="render a turntable (PNG frames + MP4) from a bundle")
+    t.add_argument("bundle")
+    t.add_argument("-o", "--output")
+    t.add_argument("--frames", type=int, default=36)
+    t.add_argument("--size", type=int, default=512)
+    t.add_argument("--pitch", type=float, default=5.0)
+    t.add_argument("--fps", type=int, default=24)
+    t.set_defaults(func=cmd_turntable)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="likeness: %(message)s")
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        return int(args.func(args) or 0)
+    except LikenessError as exc:
+        print(f"likeness: error: {exc.one_line()}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("likeness: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

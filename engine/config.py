@@ -1,0 +1,124 @@
+"""Build settings: one frozen, documented dataclass; presets by name. Building one does nothing."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+QUALITIES = ("draft", "standard", "high")
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Everything that changes what a build produces. Units in the field names or docstrings."""
+
+    quality: str = "standard"
+    """Preset name the other values came from (draft | standard | high)."""
+    device: str = "auto"
+    """auto | cpu | cuda. ``cuda`` fails with a clear message when no GPU is present."""
+    face_index: int = 0
+    """Which face to use when the photo shows several, largest first."""
+    landmark_backend: str = "auto"
+    """auto | mediapipe | face-alignment. ``auto`` uses face-alignment only when its weights are local."""
+    focal_35mm: float = 0.0
+    """Override the 35 mm-equivalent focal length; 0 reads EXIF, else ``default_focal_35mm``."""
+    default_focal_35mm: float = 50.0
+    """Focal length assumed when the photo carries no EXIF focal length (35 mm equivalent, on the diagonal)."""
+    work_res: int = 512
+    """Side of the square face crop the field is fitted to, pixels."""
+    crop_scale: float = 3.2
+    """Side of the crop as a multiple of the face width."""
+    grid_res: int = 128
+    """Resolution of the density (SDF) grid, voxels per side."""
+    plane_res: int = 256
+    """Resolution of each triplane of the learned colour, texels per side."""
+    plane_channels: int = 8
+    """Feature channels per triplane."""
+    iterations: int = 500
+    """Fitting steps."""
+    rays_per_step: int = 4096
+    """Rays per fitting step."""
+    n_coarse: int = 48
+    """Coarse samples per ray (uniform inside the field's box, wide density)."""
+    n_fine: int = 12
+    """Fine samples per ray, importance-sampled near the surface."""
+    mc_res: int = 256
+    """Marching-cubes resolution, cells per side."""
+    max_faces: int = 60000
+    """Face budget of the extracted mesh."""
+    texture_size: int = 2048
+    """Side of the baked colour texture, texels."""
+    turntable_frames: int = 36
+    """Frames in the turntable."""
+    turntable_size: int = 384
+    """Side of a turntable frame, pixels."""
+    turntable_pitch_deg: float = 5.0
+    """Camera elevation of the turntable, degrees."""
+    seed: int = 0
+    """Random seed of the fitting."""
+
+    def __post_init__(self) -> None:
+        if self.quality not in QUALITIES:
+            raise ValueError(f"quality must be one of {QUALITIES}, not {self.quality!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, not {self.device!r}")
+        if self.landmark_backend not in ("auto", "mediapipe", "face-alignment"):
+            raise ValueError(f"unknown landmark backend {self.landmark_backend!r}")
+        if self.face_index < 0:
+            raise ValueError("face_index must be >= 0")
+        for name in ("work_res", "grid_res", "plane_res", "mc_res", "texture_size", "turntable_size"):
+            if getattr(self, name) < 16:
+                raise ValueError(f"{name} must be at least 16")
+        if self.iterations < 0 or self.rays_per_step < 64:
+            raise ValueError("iterations must be >= 0 and rays_per_step >= 64")
+        if self.max_faces < 1000:
+            raise ValueError("max_faces must be at least 1000")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict) -> BuildConfig:
+        names = {f.name for f in fields(BuildConfig)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown build options: {sorted(unknown)}")
+        return BuildConfig(**d)
+
+
+_PRESETS = {
+    "draft": dict(
+        work_res=256,
+        grid_res=96,
+        plane_res=128,
+        iterations=150,
+        rays_per_step=2048,
+        n_coarse=40,
+        n_fine=10,
+        mc_res=160,
+        max_faces=30000,
+        texture_size=1024,
+        turntable_frames=24,
+        turntable_size=256,
+    ),
+    "standard": dict(),
+    "high": dict(
+        work_res=768,
+        grid_res=192,
+        plane_res=384,
+        iterations=1500,
+        rays_per_step=8192,
+        n_coarse=64,
+        n_fine=16,
+        mc_res=320,
+        texture_size=4096,
+        turntable_frames=72,
+        turntable_size=512,
+    ),
+}
+
+
+def preset(quality: str = "standard", **overrides) -> BuildConfig:
+    """The config of a named preset with ``overrides`` applied."""
+    if quality not in _PRESETS:
+        raise ValueError(f"quality must be one of {QUALITIES}, not {quality!r}")
+    return replace(BuildConfig(quality=quality, **_PRESETS[quality]), **overrides)

@@ -1,0 +1,1 @@
+"""Face analysis: detection, 478 landmarks, selfie matte, photo camera and head pose."""

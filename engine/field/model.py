@@ -1,0 +1,158 @@
+"""Radiance field in canonical face space.
+
+density: an SDF grid ``sdf`` (canonical units) turned into density by ``sigma = sigmoid(-sdf / beta) / beta``
+(VolSDF-style, cut to zero 4 beta outside), so the zero level set is the surface and marching cubes reads it directly.
+
+colour: ``c(x) = v(x) * photo(pi(x)) + (1 - v(x)) * c_theta(x)`` -- the photo's pixel where the input camera sees
+x (v from the field's own input-view depth and the surface's foreshortening), and a fitted triplane + MLP
+colour ``c_theta`` elsewhere (initialised by projecting the photo with a mirror-symmetric fill). Like pixel-aligned
+fields (PixelNeRF, the real-time triplane encoder), the input image conditions the field.
+
+Colour is view-independent (one photo carries no view-dependent signal)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SILHOUETTE_LEVEL = 3.0
+
+
+class RadianceField(nn.Module):
+    """All positions are canonical, (N, 3) float32; densities per canonical unit length; colours in [0, 1]."""
+
+    def __init__(
+        self,
+        box_center: np.ndarray,
+        box_half: float,
+        grid_res: int,
+        plane_res: int,
+        plane_channels: int,
+        photo: np.ndarray,
+        photo_fx: float,
+        photo_fy: float,
+        photo_cx: float,
+        photo_cy: float,
+        canon_from_cv: np.ndarray,
+    ) -> None:
+        super().__init__()
+        self.register_buffer("box_center", torch.as_tensor(np.asarray(box_center), dtype=torch.float32))
+        self.register_buffer("box_half", torch.tensor(float(box_half)))
+        g = grid_res
+        self.sdf = nn.Parameter(torch.zeros(1, 1, g, g, g))
+        # xy (front half), xy (back half), xz, yz: front and back of the head do not share a plane.
+        self.planes = nn.Parameter(torch.zeros(4, plane_channels, plane_res, plane_res))
+        self.mlp = nn.Sequential(nn.Linear(3 * plane_channels + 15, 32), nn.ReLU(), nn.Linear(32, 3))
+        self.register_buffer("normals", torch.zeros(1, 3, g, g, g))
+        img = torch.as_tensor(np.asarray(photo, dtype=np.float32)).permute(2, 0, 1)[None]
+        self.register_buffer("photo", img.contiguous())
+        self.register_buffer("photo_depth", torch.zeros(1, 1, img.shape[2], img.shape[3]))
+        self.register_buffer("photo_intr", torch.tensor([photo_fx, photo_fy, photo_cx, photo_cy], dtype=torch.float32))
+        m = torch.as_tensor(np.asarray(canon_from_cv), dtype=torch.float32)
+        self.register_buffer("canon_from_cv", m)
+        self.register_buffer("photo_enabled", torch.tensor(0.0))
+
+    # ----------------------------------------------------------------- geometry
+    @property
+    def voxel(self) -> float:
+        return float(2.0 * self.box_half / (self.sdf.shape[-1] - 1))
+
+    @property
+    def beta(self) -> float:
+        """Density sharpness, canonical units (a tenth of a voxel). A grazing ray reaches alpha 0.5 about
+        ``SILHOUETTE_LEVEL`` betas outside the zero level set; meshes are extracted at that level so the mesh's
+        silhouette and the rendered alpha agree."""
+        return 0.1 * self.voxel
+
+    @property
+    def surface_level(self) -> float:
+        """SDF value (canonical units) of the surface whose silhouette matches the rendered alpha."""
+        return SILHOUETTE_LEVEL * self.beta
+
+    def to_unit(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.box_center) / self.box_half
+
+    def _grid(self, vol: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        g = self.to_unit(x).view(1, -1, 1, 1, 3)
+        out = F.grid_sample(vol, g, mode="bilinear", padding_mode="border", align_corners=True)
+        return out.view(vol.shape[1], -1).t()
+
+    def sdf_at(self, x: torch.Tensor) -> torch.Tensor:
+        """(N,) signed distance, canonical units; outside the box it grows with the distance to the box."""
+        d = self._grid(self.sdf, x)[:, 0]
+        outside = (self.to_unit(x).abs() - 1.0).clamp(min=0).norm(dim=-1) * self.box_half
+        return d + outside
+
+    def density(self, x: torch.Tensor, beta: float | None = None) -> torch.Tensor:
+        b = self.beta if beta is None else beta
+        d = self.sdf_at(x)
+        # Compact support: no density beyond 4 beta outside the surface (a long exponential tail would
+        # fatten grazing silhouettes).
+        return torch.where(d < 4.0 * b, torch.sigmoid(-d / b) / b, torch.zeros_like(d))
+
+    # ----------------------------------------------------------------- colour
+    def learned_colour(self, x: torch.Tensor) -> torch.Tensor:
+        u = self.to_unit(x).clamp(-1, 1)
+        xy = u[:, [0, 1]]
+        coords = torch.stack([xy, xy, u[:, [0, 2]], u[:, [1, 2]]], 0).unsqueeze(2)  # (4, N, 1, 2)
+        f = F.grid_sample(self.planes, coords, mode="bilinear", align_corners=True)[..., 0]  # (4, C, N)
+        front = torch.sigmoid(x[:, 2] / (4.0 * self.voxel))  # canonical z > 0 is the face side
+        f_xy = f[0] * front + f[1] * (1.0 - front)
+        feats = torch.cat([f_xy, f[2], f[3]], 0).t()
+        # Low-frequency position lets the decoder tell the front of the head from the back, which share
+        # the xy-plane's features.
+        enc = [u] + [f(u * (2.0**k) * torch.pi) for k in range(2) for f in (torch.sin, torch.cos)]
+        return torch.sigmoid(self.mlp(torch.cat([feats] + enc, -1)))
+
+    def to_cv(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.canon_from_cv
+        s = m[:3, :3].det().abs().pow(1.0 / 3.0)
+        rot = m[:3, :3] / s
+        return ((x - m[:3, 3]) @ rot) / s
+
+    def photo_term(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Photo colour at the projection of x and its visibility weight v in [0, 1]."""
+        pc = self.to_cv(x)
+        fx, fy, cx, cy = self.photo_intr
+        z = pc[:, 2].clamp(min=1e-4)
+        h, w = self.photo.shape[-2:]
+        gx = 2.0 * (fx * pc[:, 0] / z + cx) / w - 1.0
+        gy = 2.0 * (fy * pc[:, 1] / z + cy) / h - 1.0
+        grid = torch.stack([gx, gy], -1).view(1, -1, 1, 2)
+        rgb = F.grid_sample(self.photo, grid, mode="bilinear", align_corners=False).view(3, -1).t()
+        depth = F.grid_sample(self.photo_depth, grid, mode="nearest", align_corners=False).view(-1)
+        scale = self.canon_from_cv[:3, :3].det().abs().pow(1.0 / 3.0)
+        vox_m = self.voxel / scale
+        vis = torch.sigmoid((depth + 1.5 * vox_m - pc[:, 2]) / (0.5 * vox_m))
+        n = self._grid(self.normals, x)
+        view = F.normalize(pc, dim=-1) @ (self.canon_from_cv[:3, :3] / scale).t()
+        cos = -(n * view).sum(-1)
+        graze = ((cos - 0.1) / 0.25).clamp(0.0, 1.0)
+        inside = (gx.abs() < 1) & (gy.abs() < 1) & (depth > 0)
+        v = vis * graze * inside.float() * self.photo_enabled
+        return rgb, v
+
+    def colour(self, x: torch.Tensor, learned_only: bool = False) -> torch.Tensor:
+        learned = self.learned_colour(x)
+        if learned_only:
+            return learned
+        rgb, v = self.photo_term(x)
+        return v[:, None] * rgb + (1.0 - v[:, None]) * learned
+
+    # ----------------------------------------------------------------- buffers
+    @torch.no_grad()
+    def refresh_normals(self) -> None:
+        """Normals (unit, canonical) from the SDF grid's central differences."""
+        s = self.sdf[0, 0]
+        gz, gy, gx = torch.gradient(s)
+        n = torch.stack([gx, gy, gz], 0)
+        self.normals.copy_(F.normalize(n, dim=0)[None])
+
+    @torch.no_grad()
+    def set_photo_depth(self, depth_m: np.ndarray) -> None:
+        """The input view's z-depth (H, W) in metres (0 where empty); enables the photo term."""
+        d = torch.as_tensor(np.asarray(depth_m, dtype=np.float32))
+        self.photo_depth.copy_(d[None, None])
+        self.photo_enabled.fill_(1.0)

@@ -1,0 +1,1 @@
+"""Images in (limits, EXIF, formats) and avatar bundles out (manifest written last, atomically)."""

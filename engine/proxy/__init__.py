@@ -1,0 +1,1 @@
+"""Head proxy, canonical face frame and (later) the expression rig."""

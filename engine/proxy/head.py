@@ -1,0 +1,121 @@
+"""The closed head proxy (issue: engine core, step 3).
+
+The face comes from the lifted landmarks; the rest of the head, hair, ears, neck and shoulders are *inflated*
+from the selfie matte so the proxy's silhouette from the photo camera is the matte by construction. Inflation
+solves a Poisson problem for g = h^2 (h = how far the surface stands in front of the head's centre plane):
+``laplacian(g) = -4`` in metric units gives a sphere for a round silhouette, with ``g = 0`` on the matte's
+boundary and ``g = (z_centre - z_face)^2`` on the face. The back mirrors the front about the centre plane.
+Everything here is in the *work camera* (the square face crop) and cv-camera metres."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.ndimage as ndi
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+from scipy.interpolate import griddata
+
+from engine.conventions import Intrinsics
+from engine.proxy.template import CHIN, NECK_RADIUS
+
+SOLVE_RES = 160
+
+
+@dataclass(frozen=True)
+class HeadProxy:
+    """Front and back z-depth (H, W) of the proxy in the work camera, metres; ``inside`` is the matte > 0.5."""
+
+    front_m: np.ndarray
+    back_m: np.ndarray
+    inside: np.ndarray
+    intr: Intrinsics
+    centre_depth_m: float
+
+    def occupancy_cv(self, points_cv: np.ndarray) -> np.ndarray:
+        """Boolean occupancy of cv-camera points (N, 3)."""
+        z = points_cv[:, 2]
+        safe = np.where(z > 1e-6, z, 1.0)
+        u = self.intr.fx * points_cv[:, 0] / safe + self.intr.cx
+        v = self.intr.fy * points_cv[:, 1] / safe + self.intr.cy
+        h, w = self.inside.shape
+        iu = np.floor(u).astype(np.int64)
+        iv = np.floor(v).astype(np.int64)
+        ok = (z > 1e-6) & (iu >= 0) & (iv >= 0) & (iu < w) & (iv < h)
+        out = np.zeros(len(points_cv), dtype=bool)
+        idx = np.nonzero(ok)[0]
+        iu, iv = iu[idx], iv[idx]
+        zz = z[idx]
+        out[idx] = self.inside[iv, iu] & (zz >= self.front_m[iv, iu]) & (zz <= self.back_m[iv, iu])
+        return out
+
+
+def _poisson_inflate(inside: np.ndarray, fixed: np.ndarray, fixed_val: np.ndarray, m_per_px: float) -> np.ndarray:
+    """Solve laplacian(g) = -4 (metric) on ``inside`` with g = fixed_val where ``fixed`` and g = 0 outside."""
+    h, w = inside.shape
+    unknown = inside & ~fixed
+    idx = -np.ones((h, w), dtype=np.int64)
+    n = int(unknown.sum())
+    idx[unknown] = np.arange(n)
+    g = np.zeros((h, w))
+    g[fixed] = fixed_val[fixed]
+    if n == 0:
+        return g
+    rows, cols, vals = [], [], []
+    rhs = np.full(n, 4.0 * m_per_px**2)
+    ys, xs = np.nonzero(unknown)
+    me = idx[ys, xs]
+    rows.append(me)
+    cols.append(me)
+    vals.append(np.full(n, 4.0))
+    for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0)):
+        ny, nx = ys + dy, xs + dx
+        valid = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
+        nyc, nxc = np.clip(ny, 0, h - 1), np.clip(nx, 0, w - 1)
+        nb_unknown = valid & unknown[nyc, nxc]
+        rows.append(me[nb_unknown])
+        cols.append(idx[nyc, nxc][nb_unknown])
+        vals.append(np.full(int(nb_unknown.sum()), -1.0))
+        nb_fixed = valid & fixed[nyc, nxc]
+        np.add.at(rhs, me[nb_fixed], g[nyc, nxc][nb_fixed])
+    a = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
+    g[unknown] = spla.spsolve(a, rhs)
+    return g
+
+
+def build_head_proxy(
+    matte: np.ndarray, landmarks_cv: np.ndarray, centre_cv: np.ndarray, intr: Intrinsics, scale: float
+) -> HeadProxy:
+    """The proxy for a work-camera ``matte`` (H, W) in [0, 1], metric cv-camera landmarks (478, 3), the head
+    centre in cv-camera coordinates, and the canonical ``scale`` (subject size relative to the template)."""
+    h, w = matte.shape
+    f = SOLVE_RES / max(h, w)
+    sh, sw = max(8, int(round(h * f))), max(8, int(round(w * f)))
+    small = ndi.zoom(matte.astype(np.float64), (sh / h, sw / w), order=1) > 0.5
+    z_c = float(centre_cv[2])
+    # Landmarks in solve-grid pixels; face depth by linear interpolation over their 2D layout.
+    u = (intr.fx * landmarks_cv[:, 0] / landmarks_cv[:, 2] + intr.cx) * sw / w
+    v = (intr.fy * landmarks_cv[:, 1] / landmarks_cv[:, 2] + intr.cy) * sh / h
+    gy, gx = np.mgrid[0:sh, 0:sw] + 0.5
+    face_z = griddata(np.stack([u, v], 1), landmarks_cv[:, 2], (gx, gy), method="linear")
+    face = np.isfinite(face_z) & small
+    face = ndi.binary_erosion(face, iterations=1) & small
+    fixed_val = np.where(face, np.maximum(z_c - np.nan_to_num(face_z, nan=z_c), 0.0) ** 2, 0.0)
+    m_per_px = z_c / (intr.fx * sw / w)
+    g = _poisson_inflate(small, face, fixed_val, m_per_px)
+    hgt = np.sqrt(np.maximum(g, 0.0))
+    # Below the chin the body is flatter than a balloon: cap how far it stands out.
+    chin_v = intr.fy * landmarks_cv[CHIN, 1] / landmarks_cv[CHIN, 2] + intr.cy
+    chin_v *= sh / h
+    ramp = np.clip((gy - chin_v) / (0.04 / scale * intr.fy * sh / h / z_c), 0.0, 1.0)
+    cap = np.where(face, np.inf, (1.0 - ramp) * 1.0 + ramp * (1.2 * NECK_RADIUS / scale))
+    hgt = np.minimum(hgt, cap)
+    # Upsample to the work resolution; the face keeps its own (fine) depth.
+    zoom = (h / sh, w / sw)
+    front = z_c - ndi.zoom(hgt, zoom, order=1)[:h, :w]
+    back = z_c + ndi.zoom(hgt, zoom, order=1)[:h, :w]
+    inside = matte > 0.5
+    min_thick = 2.0 * m_per_px
+    back = np.maximum(back, front + min_thick)
+    return HeadProxy(front.astype(np.float32), back.astype(np.float32), inside, intr, z_c)

@@ -1,0 +1,1 @@
+"""Cameras to rays, samplers, compositing and the one chunking renderer."""

@@ -1,0 +1,99 @@
+"""Pure geometry: Umeyama, conventions, rasteriser, marching cubes on an analytic sphere, UV unwrap."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from engine.conventions import (
+    Intrinsics,
+    blender_to_engine_matrix,
+    cam2world_cv_to_gl,
+    cam2world_gl_to_cv,
+    engine_to_blender_matrix,
+    orbit_camera_gl,
+    project_points,
+)
+from engine.extract.mesh import clean_mesh, marching_cubes, sample_grid
+from engine.extract.raster import rasterize
+from engine.extract.uv import spherical_unwrap
+from engine.proxy.canonical import Similarity, umeyama
+
+
+def _rot(axis, deg):
+    a = np.radians(deg)
+    c, s = np.cos(a), np.sin(a)
+    x, y, z = axis / np.linalg.norm(axis)
+    return np.array(
+        [
+            [c + x * x * (1 - c), x * y * (1 - c) - z * s, x * z * (1 - c) + y * s],
+            [y * x * (1 - c) + z * s, c + y * y * (1 - c), y * z * (1 - c) - x * s],
+            [z * x * (1 - c) - y * s, z * y * (1 - c) + x * s, c + z * z * (1 - c)],
+        ]
+    )
+
+
+def test_umeyama_recovers_similarity():
+    rng = np.random.default_rng(0)
+    src = rng.normal(size=(50, 3))
+    true = Similarity(1.7, _rot(np.array([1.0, 2.0, 0.5]), 40.0), np.array([0.3, -2.0, 5.0]))
+    fit = umeyama(src, true.apply(src))
+    assert abs(fit.scale - 1.7) < 1e-9
+    assert np.allclose(fit.rotation, true.rotation, atol=1e-9)
+    assert np.allclose(fit.inverse().apply(true.apply(src)), src, atol=1e-9)
+
+
+def test_camera_conventions_round_trip():
+    c2w = orbit_camera_gl(30.0, 10.0, 1.2)
+    assert np.allclose(cam2world_cv_to_gl(cam2world_gl_to_cv(c2w)), c2w)
+    assert np.allclose(engine_to_blender_matrix() @ blender_to_engine_matrix(), np.eye(4))
+    # The camera looks at the origin: it projects to the principal point, in front of the camera.
+    intr = Intrinsics.from_fov(30.0, 200, 100)
+    uv, z = project_points(np.zeros((1, 3)), c2w, intr)
+    assert np.allclose(uv[0], [100.0, 50.0]) and abs(z[0] - 1.2) < 1e-9
+    # yaw +30 moves the camera toward the subject's left (+X); the head faces +Z -> Blender -Y.
+    assert c2w[0, 3] > 0 and c2w[2, 3] > 0
+    assert np.allclose(engine_to_blender_matrix()[:3, :3] @ [0, 0, 1], [0, -1, 0])
+
+
+def test_rasterizer_covers_triangle_area():
+    xy = np.array([[10.0, 10.0], [90.0, 10.0], [10.0, 90.0], [90.0, 90.0]])
+    fid, bary = rasterize(xy, np.zeros(4), np.array([[0, 1, 2], [1, 3, 2]]), 100, 100)
+    assert abs((fid >= 0).sum() - 80 * 80) <= 2 * 80
+    assert np.allclose(bary[fid >= 0].sum(1), 1.0, atol=1e-5)
+
+
+def test_rasterizer_depth_test():
+    xy = np.array([[0.0, 0.0], [50.0, 0.0], [0.0, 50.0]] * 2)
+    z = np.array([2.0, 2.0, 2.0, 1.0, 1.0, 1.0])
+    fid, _ = rasterize(xy, z, np.array([[0, 1, 2], [3, 4, 5]]), 50, 50)
+    assert set(np.unique(fid[fid >= 0])) == {1}
+
+
+def test_marching_cubes_sphere_area():
+    r = 0.5
+    lo, hi = np.array([-1.0] * 3), np.array([1.0] * 3)
+    vals = sample_grid(lambda p: p.norm(dim=-1) - r, lo, hi, 96)
+    v, f = marching_cubes(vals, 0.0, lo, hi)
+    area = 0.5 * np.linalg.norm(np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]]), axis=1).sum()
+    assert abs(area - 4 * np.pi * r**2) / (4 * np.pi * r**2) < 0.01
+    # Outward winding: the signed volume is positive.
+    vol = np.einsum("ij,ij->i", v[f[:, 0]], np.cross(v[f[:, 1]], v[f[:, 2]])).sum() / 6.0
+    assert abs(vol - 4 / 3 * np.pi * r**3) / (4 / 3 * np.pi * r**3) < 0.02
+    v2, f2 = clean_mesh(v, f, max_faces=5000)
+    assert len(f2) <= 5000 and np.abs(np.linalg.norm(v2, axis=1) - r).max() < 0.02
+
+
+def test_spherical_unwrap_splits_the_back_seam():
+    lo, hi = np.array([-1.0] * 3), np.array([1.0] * 3)
+    vals = sample_grid(lambda p: p.norm(dim=-1) - 0.5, lo, hi, 48)
+    v, f = marching_cubes(vals, 0.0, lo, hi)
+    v2, f2, uv, src = spherical_unwrap(v, f)
+    assert uv.min() >= 0.0 and uv.max() <= 1.0
+    assert len(v2) > len(v)  # seam vertices were split
+    span = uv[f2][:, :, 0].max(1) - uv[f2][:, :, 0].min(1)
+    assert span.max() < 0.5  # no triangle wraps around the map
+    # The face (+Z) sits in the middle of the map.
+    front = np.argmax(v2[:, 2])
+    assert abs(uv[front, 0] - 0.5) < 0.05
+    assert torch.is_tensor(torch.as_tensor(uv))
