@@ -11,6 +11,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[server,blender,dev]"
+	@if command -v npm >/dev/null 2>&1; then \
+		mkdir -p $(VENV)/node && cd $(VENV)/node && npm install --silent --no-audit --no-fund gltf-validator@2.0.0-dev.3.10; \
+	else echo "npm not found: the glTF validator test will be skipped"; fi
 	touch $(STAMP)
 
 demo: $(STAMP)

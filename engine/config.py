@@ -33,7 +33,9 @@ class BuildConfig:
     """Resolution of each triplane of the learned colour, texels per side."""
     plane_channels: int = 8
     """Feature channels per triplane."""
-    iterations: int = 500
+    init_steps: int = 120
+    """Steps distilling the projected-photo colour into the learned colour before fitting."""
+    iterations: int = 300
     """Fitting steps."""
     rays_per_step: int = 4096
     """Rays per fitting step."""
@@ -68,8 +70,8 @@ class BuildConfig:
         for name in ("work_res", "grid_res", "plane_res", "mc_res", "texture_size", "turntable_size"):
             if getattr(self, name) < 16:
                 raise ValueError(f"{name} must be at least 16")
-        if self.iterations < 0 or self.rays_per_step < 64:
-            raise ValueError("iterations must be >= 0 and rays_per_step >= 64")
+        if self.iterations < 0 or self.init_steps < 0 or self.rays_per_step < 64:
+            raise ValueError("iterations and init_steps must be >= 0 and rays_per_step >= 64")
         if self.max_faces < 1000:
             raise ValueError("max_faces must be at least 1000")
 

@@ -51,7 +51,7 @@ def proxy_sdf_grid(proxy: HeadProxy, field: RadianceField, canon_to_cv: np.ndarr
     g = field.sdf.shape[-1]
     lin = np.linspace(-1.0, 1.0, g)
     zz, yy, xx = np.meshgrid(lin, lin, lin, indexing="ij")
-    pts = np.stack([xx, yy, zz], -1).reshape(-1, 3) * float(field.box_half) + field.box_center.numpy()
+    pts = np.stack([xx, yy, zz], -1).reshape(-1, 3) * float(field.box_half) + field.box_center.cpu().numpy()
     pc = pts @ canon_to_cv[:3, :3].T + canon_to_cv[:3, 3]
     occ = proxy.occupancy_cv(pc).reshape(g, g, g)
     occ = ndi.binary_opening(occ, iterations=1)
@@ -66,18 +66,46 @@ def proxy_sdf_grid(proxy: HeadProxy, field: RadianceField, canon_to_cv: np.ndarr
     return ndi.gaussian_filter(sdf, 0.8).astype(np.float32)
 
 
-def _boundary_colour(photo: np.ndarray, matte: np.ndarray) -> np.ndarray:
-    """Per pixel, the colour of the nearest pixel in a band just inside the matte's edge (hair, ears, clothes):
-    what the unseen back of the head is filled with before fitting."""
-    inside = matte > 0.5
-    band_w = max(2, int(0.03 * matte.shape[0]))
-    band = inside & ~ndi.binary_erosion(inside, iterations=band_w)
-    band &= ndi.binary_erosion(inside, iterations=2)
-    if not band.any():
-        band = inside if inside.any() else np.ones_like(inside)
-    _, (iy, ix) = ndi.distance_transform_edt(~band, return_indices=True)
-    smooth = np.stack([ndi.uniform_filter(photo[..., c], 9) for c in range(3)], -1)
-    return smooth[iy, ix]
+def _silhouette_colour(photo: np.ndarray, matte: np.ndarray, centre_uv: np.ndarray, res: int = 128) -> np.ndarray:
+    """Per pixel, the colour found where the ray from the head's centre through that pixel leaves the matte
+    (hair above, ears and hair at the sides, clothes below), sampled a little inside the edge and blurred:
+    what the unseen back of the head is filled with before fitting. (H, W, 3)."""
+    h, w = matte.shape
+    k = res / max(h, w)
+    sm = ndi.zoom(matte, k, order=1) > 0.5
+    sh, sw = sm.shape
+    blur = np.stack([ndi.gaussian_filter(photo[..., c], 0.02 * max(h, w)) for c in range(3)], -1)
+    gy, gx = np.mgrid[0:sh, 0:sw].astype(np.float64) + 0.5
+    c = np.asarray(centre_uv, np.float64) * k
+    d = np.stack([gx - c[0], gy - c[1]], -1)
+    n = np.linalg.norm(d, axis=-1, keepdims=True)
+    d = np.where(n > 1e-6, d / np.maximum(n, 1e-6), np.array([0.0, -1.0]))
+    px, py = gx.copy(), gy.copy()
+    start_in = sm[np.clip(py.astype(int), 0, sh - 1), np.clip(px.astype(int), 0, sw - 1)]
+    step = np.where(start_in[..., None], d, -d)  # outward from inside, inward from outside
+    last = np.stack([px, py], -1)
+    active = np.ones(sm.shape, bool)
+    for _ in range(2 * max(sh, sw)):
+        nx, ny = px + step[..., 0], py + step[..., 1]
+        ix, iy = nx.astype(int), ny.astype(int)
+        inb = (ix >= 0) & (iy >= 0) & (ix < sw) & (iy < sh)
+        now_in = np.zeros_like(active)
+        now_in[inb] = sm[iy[inb], ix[inb]]
+        stop = active & ((now_in != start_in) | ~inb)
+        hit = stop & ~start_in & now_in  # marched in from outside: the first inside pixel
+        last[hit] = np.stack([nx, ny], -1)[hit]
+        active &= ~stop
+        cont = active
+        last[cont & start_in] = np.stack([nx, ny], -1)[cont & start_in]
+        px, py = np.where(cont, nx, px), np.where(cont, ny, py)
+        if not active.any():
+            break
+    inset = 0.02 * max(sh, sw)
+    sample = last - d * inset
+    su = np.clip(sample[..., 0] / k, 0, w - 1).astype(int)
+    sv = np.clip(sample[..., 1] / k, 0, h - 1).astype(int)
+    small = blur[sv, su]
+    return np.stack([ndi.zoom(small[..., i], (h / sh, w / sw), order=1)[:h, :w] for i in range(3)], -1)
 
 
 class ProxyInitFit:
@@ -94,18 +122,20 @@ class ProxyInitFit:
         canon_to_cv = np.linalg.inv(data.cv_to_canon)
         sdf = proxy_sdf_grid(data.proxy, field, canon_to_cv)
         with torch.no_grad():
-            field.sdf.copy_(torch.from_numpy(sdf)[None, None])
+            field.sdf.copy_(torch.from_numpy(sdf)[None, None].to(field.sdf.device))
         field.refresh_normals()
         pts, target = self._colour_targets(field, data, canon_to_cv, sdf)
         gen = torch.Generator().manual_seed(self.cfg.seed)
         with torch.no_grad():
-            field.planes.normal_(0.0, 0.01, generator=gen)
+            field.planes.copy_(torch.randn(field.planes.shape, generator=gen) * 0.01)
         opt = torch.optim.Adam([{"params": [field.planes], "lr": 0.03}, {"params": field.mlp.parameters(), "lr": 0.01}])
-        steps = max(50, self.cfg.iterations // 2)
-        pts_t, tgt_t = torch.from_numpy(pts), torch.from_numpy(target)
+        steps = self.cfg.init_steps
+        loss = torch.zeros(())
+        dev = field.sdf.device
+        pts_t, tgt_t = torch.from_numpy(pts).to(dev), torch.from_numpy(target).to(dev)
         self._prior = (pts_t, tgt_t)
         for i in range(steps):
-            idx = torch.randint(0, len(pts_t), (min(16384, len(pts_t)),), generator=gen)
+            idx = torch.randint(0, len(pts_t), (min(16384, len(pts_t)),), generator=gen).to(dev)
             loss = F.mse_loss(field.learned_colour(pts_t[idx]), tgt_t[idx]) + 1e-2 * _tv2(field.planes)
             opt.zero_grad()
             loss.backward()
@@ -121,9 +151,13 @@ class ProxyInitFit:
         rng = np.random.default_rng(self.cfg.seed)
         g = sdf.shape[0]
         lin = lambda i: -1.0 + 2.0 * i / (g - 1)  # noqa: E731
-        base = np.stack([lin(xi), lin(yi), lin(zi)], -1) * float(field.box_half) + field.box_center.numpy()
+        base = np.stack([lin(xi), lin(yi), lin(zi)], -1) * float(field.box_half) + field.box_center.cpu().numpy()
         pts = (base + rng.uniform(-0.5, 0.5, base.shape) * vox).astype(np.float32)
-        edge = _boundary_colour(data.photo, data.matte)
+        centre = canon_to_cv[:3, 3]
+        centre_uv = np.array(
+            [data.intr.fx * centre[0] / centre[2] + data.intr.cx, data.intr.fy * centre[1] / centre[2] + data.intr.cy]
+        )
+        edge = _silhouette_colour(data.photo, data.matte, centre_uv)
         target, seen = self._project(pts, data, canon_to_cv, edge, field)
         mirror = pts * np.array([-1.0, 1.0, 1.0], np.float32)
         mtarget, mseen = self._project(mirror, data, canon_to_cv, edge, field)
@@ -144,7 +178,7 @@ class ProxyInitFit:
         front = data.proxy.front_m[iv, iu]
         seen = (data.matte[iv, iu] > 0.5) & (np.abs(pc[:, 2] - front) < tol) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
         # Foreshortened surfaces take the photo only when they face the camera enough.
-        n = F.normalize(field._grid(field.normals, torch.from_numpy(pts)), dim=-1).numpy()
+        n = F.normalize(field._grid(field.normals, torch.from_numpy(pts).to(field.sdf.device)), dim=-1).cpu().numpy()
         view = pc / np.linalg.norm(pc, axis=1, keepdims=True)
         view_c = view @ (data.cv_to_canon[:3, :3] / s).T
         seen &= -(n * view_c).sum(-1) > 0.25
@@ -156,13 +190,14 @@ class ProxyInitFit:
         cfg = self.cfg
         t0 = time.perf_counter()
         oc, dc = _canon_rays(data)
-        photo = torch.from_numpy(data.photo.reshape(-1, 3).astype(np.float32))
-        matte = torch.from_numpy(data.matte.reshape(-1).astype(np.float32))
+        dev = field.sdf.device
+        photo = torch.from_numpy(data.photo.reshape(-1, 3).astype(np.float32)).to(dev)
+        matte = torch.from_numpy(data.matte.reshape(-1).astype(np.float32)).to(dev)
         s = np.cbrt(abs(np.linalg.det(data.cv_to_canon[:3, :3])))
         _, _, zpt = camera_rays_world(np.diag([1.0, -1.0, -1.0, 1.0]), data.intr)
-        proxy_t = torch.from_numpy((data.proxy.front_m.reshape(-1) / zpt * s).astype(np.float32))
-        oc_t, dc_t = torch.from_numpy(oc.astype(np.float32)), torch.from_numpy(dc.astype(np.float32))
-        near_matte = torch.from_numpy(ndi.binary_dilation(data.matte > 0.5, iterations=4).reshape(-1))
+        proxy_t = torch.from_numpy((data.proxy.front_m.reshape(-1) / zpt * s).astype(np.float32)).to(dev)
+        oc_t, dc_t = torch.from_numpy(oc.astype(np.float32)).to(dev), torch.from_numpy(dc.astype(np.float32)).to(dev)
+        near_matte = torch.from_numpy(ndi.binary_dilation(data.matte > 0.5, iterations=4).reshape(-1)).to(dev)
         fg_idx = torch.nonzero(near_matte)[:, 0]
         gen = torch.Generator().manual_seed(cfg.seed + 1)
         opts = RenderOptions(n_coarse=cfg.n_coarse, n_fine=cfg.n_fine, learned_only=True)
@@ -180,8 +215,8 @@ class ProxyInitFit:
         for i in range(cfg.iterations):
             idx = torch.cat(
                 [
-                    fg_idx[torch.randint(0, len(fg_idx), (n_fg,), generator=gen)],
-                    torch.randint(0, len(photo), (cfg.rays_per_step - n_fg,), generator=gen),
+                    fg_idx[torch.randint(0, len(fg_idx), (n_fg,), generator=gen).to(dev)],
+                    torch.randint(0, len(photo), (cfg.rays_per_step - n_fg,), generator=gen).to(dev),
                 ]
             )
             rgb, alpha, tdep = render_rays(field, oc_t[idx], dc_t[idx], opts, jitter=True)
@@ -192,10 +227,10 @@ class ProxyInitFit:
             l_rgb = F.mse_loss(rgb[fg], photo[idx][fg] * alpha[fg, None].detach()) if fg.any() else rgb.sum() * 0
             l_alpha = F.binary_cross_entropy(alpha.clamp(1e-4, 1 - 1e-4), m)
             l_depth = ((tdep[fg] - proxy_t[idx][fg]).abs() / field.voxel).clamp(max=10).mean() if fg.any() else 0.0
-            sp = sym_pts[torch.randint(0, len(sym_pts), (4096,), generator=gen)]
-            mir = sp * torch.tensor([-1.0, 1.0, 1.0])
+            sp = sym_pts[torch.randint(0, len(sym_pts), (4096,), generator=gen).to(dev)]
+            mir = sp * torch.tensor([-1.0, 1.0, 1.0], device=dev)
             l_sym = (field.learned_colour(sp) - field.learned_colour(mir)).abs().mean()
-            pi = torch.randint(0, len(prior_pts), (4096,), generator=gen)
+            pi = torch.randint(0, len(prior_pts), (4096,), generator=gen).to(dev)
             l_prior = (field.learned_colour(prior_pts[pi]) - prior_rgb[pi]).abs().mean()
             l_tv = 1e-2 * _tv2(field.planes) + 1e-2 * _tv3(field.sdf / field.voxel)
             loss = l_rgb + 0.1 * l_alpha + 0.01 * l_depth + 0.02 * l_sym + 0.02 * l_prior + l_tv
@@ -213,7 +248,7 @@ class ProxyInitFit:
             g = field.sdf.shape[-1]
             sdf = field.sdf[0, 0]
             idx = torch.nonzero(sdf.abs() < 1.5 * field.voxel)
-            pick = idx[torch.randint(0, len(idx), (n,), generator=gen)].float()
+            pick = idx[torch.randint(0, len(idx), (n,), generator=gen).to(idx.device)].float()
             unit = -1.0 + 2.0 * pick[:, [2, 1, 0]] / (g - 1)
             return unit * field.box_half + field.box_center
 
