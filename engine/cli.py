@@ -1,4 +1,4 @@
-"""The ``likeness`` command: build | render | turntable | demo. Errors become one line and an exit code."""
+"""The ``likeness`` command: build | render | turntable | demo | serve. Errors become one line and an exit code."""
 
 from __future__ import annotations
 
@@ -124,6 +124,25 @@ def cmd_turntable(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from engine.server.serve import serve
+    from engine.server.settings import ServerSettings
+
+    try:
+        settings = ServerSettings(
+            workspace=Path(args.workspace).expanduser(),
+            host=args.host,
+            port=args.port,
+            token=args.token or os.environ.get("LIKENESS_TOKEN") or None,
+            extra_hosts=tuple(args.allow_host or ()),
+            render_device=args.render_device,
+        )
+    except ValueError as exc:
+        print(f"likeness: error: {exc}", file=sys.stderr)
+        return 2
+    return serve(settings)
+
+
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="likeness", description="One portrait photo -> animatable 3D head.")
     p.add_argument("--version", action="version", version=f"likeness {__version__}")
@@ -174,6 +193,19 @@ def make_parser() -> argparse.ArgumentParser:
     t.add_argument("--pitch", type=float, default=5.0)
     t.add_argument("--fps", type=int, default=24)
     t.set_defaults(func=cmd_turntable)
+
+    s = sub.add_parser("serve", help="serve the engine over HTTP (API v1, see docs/API.md)")
+    s.add_argument("--host", default="127.0.0.1", help="bind address; anything but loopback needs a token")
+    s.add_argument("--port", type=int, default=8765)
+    s.add_argument("--token", help="bearer token required on every request (prefer the LIKENESS_TOKEN variable)")
+    s.add_argument(
+        "--workspace",
+        default=os.environ.get("LIKENESS_WORKSPACE", str(Path.home() / ".likeness" / "workspace")),
+        help="folder for the job database, uploads and avatar bundles",
+    )
+    s.add_argument("--allow-host", action="append", help="extra name accepted in the Host header (repeatable)")
+    s.add_argument("--render-device", default="cpu", choices=["cpu", "cuda"], help="device of on-request renders")
+    s.set_defaults(func=cmd_serve)
     return p
 
 

@@ -1,0 +1,158 @@
+"""Wire types of API v1 (pydantic). The OpenAPI document at /v1/openapi.json is generated from these."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from engine.config import preset
+from engine.server.jobs import Job
+
+JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class ErrorInfo(BaseModel):
+    code: str = Field(description="stable, machine-readable, e.g. not_an_image, out_of_memory, cancelled")
+    message: str
+    hint: str = ""
+
+
+class ErrorEnvelope(BaseModel):
+    error: ErrorInfo
+
+
+class BuildOptions(BaseModel):
+    """The ``options`` form field of POST /v1/builds (a JSON object); omitted keys take these defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    quality: Literal["draft", "standard", "high"] = "standard"
+    face_index: int = Field(0, ge=0, le=64, description="which face, largest first")
+    focal_35mm: float = Field(0.0, ge=0.0, le=1200.0, description="35 mm-equivalent focal length; 0 = EXIF/default")
+
+    @field_validator("focal_35mm")
+    @classmethod
+    def _focal(cls, v: float) -> float:
+        if not math.isfinite(v) or (v != 0.0 and v < 8.0):
+            raise ValueError("focal_35mm must be 0 (auto) or between 8 and 1200")
+        return float(v)
+
+    def build_config(self, device: str):
+        return preset(self.quality, face_index=self.face_index, focal_35mm=self.focal_35mm, device=device)
+
+
+class JobOut(BaseModel):
+    id: str
+    state: JobState
+    stage: str | None = Field(description="pipeline stage being run (analyse, proxy, init, fit, ... write)")
+    progress: float = Field(ge=0.0, le=1.0)
+    eta_s: float | None = Field(description="estimated seconds left while running, else null")
+    avatar_id: str | None = Field(description="set once the job succeeded")
+    error: ErrorInfo | None
+    created: str = Field(description="ISO 8601, UTC")
+    updated: str = Field(description="ISO 8601, UTC")
+
+    @staticmethod
+    def of(job: Job) -> JobOut:
+        err = None
+        if job.error_code:
+            err = ErrorInfo(code=job.error_code, message=job.error_message or "", hint=job.error_hint or "")
+        elif job.state == "cancelled":
+            err = ErrorInfo(code="cancelled", message="the build was cancelled", hint="submit it again to rebuild")
+        return JobOut(
+            id=job.id,
+            state=job.state,
+            stage=job.stage,
+            progress=round(min(max(job.progress, 0.0), 1.0), 4),
+            eta_s=None if job.eta_s is None else round(job.eta_s, 1),
+            avatar_id=job.avatar_id,
+            error=err,
+            created=iso(job.created),
+            updated=iso(job.updated),
+        )
+
+
+class JobEnvelope(BaseModel):
+    job: JobOut
+
+
+class Health(BaseModel):
+    engine_version: str
+    api_version: int
+    device: str = Field(description="build device(s), e.g. cpu or cuda:0")
+    queue_length: int = Field(description="jobs waiting")
+    busy: bool = Field(description="a build is running")
+
+
+class AvatarSummary(BaseModel):
+    id: str
+    created: str
+    input_name: str
+    quality: str
+    metrics: dict
+
+
+class AvatarList(BaseModel):
+    avatars: list[AvatarSummary]
+
+
+class IntrinsicsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    fx: float = Field(gt=0.0, le=1e6, description="pixels")
+    fy: float = Field(gt=0.0, le=1e6, description="pixels")
+    cx: float = Field(ge=-1e6, le=1e6, description="pixels, from the top-left image corner")
+    cy: float = Field(ge=-1e6, le=1e6, description="pixels, from the top-left image corner")
+    width: int = Field(ge=1, le=8192)
+    height: int = Field(ge=1, le=8192)
+
+
+class RenderRequest(BaseModel):
+    """A camera in the engine's conventions: ``cam2world`` maps OpenGL/Blender camera axes (+X right, +Y up,
+    looking down -Z) to the avatar's world (metres, +Y up, face toward +Z)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    cam2world: list[list[float]] = Field(min_length=4, max_length=4, description="4x4 row-major, last row 0 0 0 1")
+    intrinsics: IntrinsicsIn
+    expression: dict[str, float] = Field(
+        default_factory=dict, max_length=64, description="ARKit-52 blendshape weights 0..1, e.g. {jawOpen: 0.8}"
+    )
+    output: Literal["png", "depth_exr"] = "png"
+
+    @field_validator("cam2world")
+    @classmethod
+    def _matrix(cls, m: list[list[float]]) -> list[list[float]]:
+        if any(len(row) != 4 for row in m):
+            raise ValueError("cam2world must be 4x4")
+        if any(abs(v) > 1e4 for row in m for v in row):
+            raise ValueError("cam2world has values beyond 10 km")
+        if max(abs(a - b) for a, b in zip(m[3], (0.0, 0.0, 0.0, 1.0), strict=True)) > 1e-6:
+            raise ValueError("the last row of cam2world must be 0 0 0 1")
+        cols = [[m[r][c] for r in range(3)] for c in range(3)]
+        for i in range(3):
+            for j in range(3):
+                dot = sum(a * b for a, b in zip(cols[i], cols[j], strict=True))
+                if abs(dot - (1.0 if i == j else 0.0)) > 2e-3:
+                    raise ValueError("the rotation of cam2world must be orthonormal (no scale or shear)")
+        (a, b, c), (d, e, f), (g, h, k) = (row[:3] for row in m[:3])
+        if a * (e * k - f * h) - b * (d * k - f * g) + c * (d * h - e * g) <= 0.0:
+            raise ValueError("the rotation of cam2world must be right-handed")
+        return m
+
+    @field_validator("expression")
+    @classmethod
+    def _weights(cls, w: dict[str, float]) -> dict[str, float]:
+        for name, v in w.items():
+            if not (1 <= len(name) <= 64 and name.replace("_", "").isalnum() and name.isascii()):
+                raise ValueError("expression names are ARKit blendshape names such as jawOpen")
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"the weight of {name} must be between 0 and 1")
+        return w
+
+
+def iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,202 @@
+"""The build worker: a process started with the *spawn* method (never forked, so never after CUDA init), one per
+device. It claims queued jobs from SQLite, runs ``build_avatar`` into avatars/<id> (staged and swapped in
+atomically by the engine), writes throttled progress, honours cancels, and exits as soon as its server dies.
+
+Torch is imported only inside :func:`worker_main`, after the device is pinned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+import traceback
+from dataclasses import replace
+
+from engine.errors import Cancelled, LikenessError, OutOfMemory
+from engine.server.errors import scrub
+from engine.server.jobs import CANCELLED, FAILED, SUCCEEDED, Job, JobStore
+from engine.server.schema import BuildOptions
+from engine.server.workspace import FileLock, Workspace
+
+log = logging.getLogger("likeness.worker")
+
+STAGE_WEIGHTS = {
+    "analyse": 0.5,
+    "proxy": 0.1,
+    "init": 19.0,
+    "fit": 47.0,
+    "input_view": 2.2,
+    "mesh": 1.1,
+    "texture": 2.5,
+    "maps": 0.2,
+    "views": 4.1,
+    "turntable": 22.4,
+    "write": 0.9,
+}
+"""Share of a draft build's time per pipeline stage (measured on CPU); turns stage fractions into one 0..1."""
+
+
+class ProgressWriter:
+    """The ``progress`` and ``cancel`` callables of one build: overall fraction, ETA, throttled SQLite writes."""
+
+    def __init__(self, store: JobStore, job_id: str, claim: str, interval_s: float) -> None:
+        self.store, self.job_id, self.claim, self.interval_s = store, job_id, claim, interval_s
+        self.t0 = time.monotonic()
+        self.stage = None
+        self.overall = 0.0
+        self.last_write = 0.0
+        self.last_check = 0.0
+        self.stop = False
+        total = sum(STAGE_WEIGHTS.values())
+        acc, self.starts = 0.0, {}
+        for name, w in STAGE_WEIGHTS.items():
+            self.starts[name] = (acc / total, w / total)
+            acc += w
+
+    def eta_s(self) -> float | None:
+        if self.overall < 0.02:
+            return None
+        return (time.monotonic() - self.t0) * (1.0 - self.overall) / self.overall
+
+    def __call__(self, stage: str, frac: float) -> None:
+        start, width = self.starts.get(stage, (self.overall, 0.0))
+        self.overall = min(1.0, max(self.overall, start + width * min(max(frac, 0.0), 1.0)))
+        now = time.monotonic()
+        if stage != self.stage or now - self.last_write >= self.interval_s:
+            self.stage = stage
+            self.last_write = now
+            if not self.store.set_progress(self.job_id, self.claim, stage, self.overall, self.eta_s()):
+                self.stop = True
+
+    def cancel(self) -> bool:
+        now = time.monotonic()
+        if not self.stop and now - self.last_check >= self.interval_s / 2:
+            self.last_check = now
+            self.stop = self.store.should_stop(self.job_id, self.claim)
+        return self.stop
+
+
+def classify(exc: BaseException, device: str = "cpu") -> LikenessError:
+    """An exception from a build as a domain error: out-of-memory recognised on GPU and CPU, the rest internal."""
+    if isinstance(exc, LikenessError):
+        return exc
+    text = str(exc).lower()
+    oom_types = tuple(t for t in (_torch_oom(), MemoryError) if t is not None)
+    if isinstance(exc, oom_types) or (
+        isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+    ):
+        where = "GPU" if device.startswith("cuda") else "system"
+        return OutOfMemory(
+            f"the build ran out of {where} memory",
+            "close other GPU programs, try quality draft, or build on a machine with more memory",
+        )
+    return LikenessError(f"the build failed unexpectedly ({type(exc).__name__})", "see the server log")
+
+
+def _torch_oom():
+    try:
+        import torch
+
+        return getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return None
+
+
+def lighter(cfg):
+    """The same build with half the rays per fitting step (the main GPU-memory knob), or None at the floor."""
+    if cfg.rays_per_step < 512:
+        return None
+    return replace(cfg, rays_per_step=cfg.rays_per_step // 2)
+
+
+def run_job(store: JobStore, ws: Workspace, job: Job, claim: str, device: str, interval_s: float) -> str:
+    """Build one claimed job to its terminal state; returns that state (or 'lost' if the claim was taken)."""
+    from engine.io.images import load_photo_bytes
+    from engine.pipeline import build_avatar
+
+    ws.remove_staging(job.id)
+    kind = "cuda" if device.startswith("cuda") else "cpu"
+    cfg = BuildOptions(**job.options_dict()).build_config(kind)
+    try:
+        data = ws.read_input(job.input_file)
+    except OSError:
+        error = ("internal", "the uploaded photo of this job is missing from the workspace", "submit it again")
+        return FAILED if store.finish(job.id, claim, FAILED, error=error) else "lost"
+    if ws.complete_bundle_for(job.id, hashlib.sha256(data).hexdigest(), cfg.to_dict()):
+        log.info("job %s: bundle already complete (finished before a crash)", job.id)
+        return SUCCEEDED if store.finish(job.id, claim, SUCCEEDED, avatar_id=job.id) else "lost"
+
+    progress = ProgressWriter(store, job.id, claim, interval_s)
+    try:
+        photo = load_photo_bytes(data, job.input_name)
+        while True:
+            try:
+                build_avatar(photo, cfg, ws.avatar_dir(job.id), progress, progress.cancel, source_name=job.input_name)
+                break
+            except Exception as exc:  # noqa: BLE001 - classified just below, nothing is swallowed
+                err = classify(exc, device)
+                if not isinstance(err, OutOfMemory) or lighter(cfg) is None:
+                    if err.code == "internal":
+                        log.error("job %s failed:\n%s", job.id, traceback.format_exc())
+                    raise err from exc
+                cfg = lighter(cfg)
+                log.warning("job %s: out of memory, retrying with %d rays per step", job.id, cfg.rays_per_step)
+                _free_device_memory()
+        state, kw = SUCCEEDED, {"avatar_id": job.id}
+    except Cancelled:
+        state, kw = CANCELLED, {}
+    except LikenessError as exc:
+        state, kw = FAILED, {"error": (exc.code, scrub(exc.message), scrub(exc.hint))}
+    finally:
+        ws.remove_staging(job.id)
+    return state if store.finish(job.id, claim, state, **kw) else "lost"
+
+
+def _free_device_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _exit_with_parent(conn) -> None:
+    """Block on the pipe from the server; when the server dies (EOF) or says stop, leave at once."""
+    try:
+        while conn.recv() != "stop":
+            pass
+    except (EOFError, OSError):
+        pass
+    os._exit(0)
+
+
+def worker_main(workspace: str, device: str, claim: str, conn, interval_s: float, poll_s: float = 0.25) -> None:
+    """Entry point of the spawned worker process for ``device`` ('cpu' or 'cuda:N')."""
+    if device.startswith("cuda:"):
+        os.environ["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    logging.basicConfig(level=logging.INFO, format=f"likeness worker {device}: %(message)s")
+    threading.Thread(target=_exit_with_parent, args=(conn,), daemon=True, name="parent-watch").start()
+
+    ws = Workspace(workspace)
+    lock = FileLock(ws.locks / f"{device.replace(':', '_')}.lock")
+    while not lock.acquire(blocking=False):  # a worker of a killed server may still be winding down
+        time.sleep(0.2)
+    import engine.pipeline  # noqa: F401 - pay the import (torch, mediapipe) before the first claim
+
+    store = JobStore(ws.db_path)
+    while True:
+        job = store.claim_next(claim)
+        if job is None:
+            time.sleep(poll_s)
+            continue
+        log.info("job %s: started (attempt %d)", job.id, job.attempts)
+        t0 = time.monotonic()
+        state = run_job(store, ws, job, claim, device, interval_s)
+        log.info("job %s: %s after %.1f s", job.id, state, time.monotonic() - t0)
