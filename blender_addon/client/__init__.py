@@ -1,0 +1,35 @@
+"""The engine's HTTP API from the add-on's side: stdlib only, never imports bpy (unit-tested with plain pytest)."""
+
+from .api import EngineClient
+from .errors import (
+    BadInput,
+    Cancelled,
+    EngineError,
+    EngineIncompatible,
+    EngineUnreachable,
+    JobFailed,
+    NotFound,
+    Unauthorized,
+)
+from .local import LocalEngine
+from .types import API_VERSION, QUALITIES, AvatarSummary, BuildOptions, Health, Job, format_eta
+
+__all__ = [
+    "API_VERSION",
+    "QUALITIES",
+    "AvatarSummary",
+    "BadInput",
+    "BuildOptions",
+    "Cancelled",
+    "EngineClient",
+    "EngineError",
+    "EngineIncompatible",
+    "EngineUnreachable",
+    "Health",
+    "Job",
+    "JobFailed",
+    "LocalEngine",
+    "NotFound",
+    "Unauthorized",
+    "format_eta",
+]

@@ -1,0 +1,243 @@
+"""A stdlib-only client for the engine's HTTP API v1 (no bpy, no engine import; safe in worker threads).
+
+Every call has an explicit timeout; HTTP and socket failures become the typed errors of ``client.errors``.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import os
+import shutil
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from .errors import (
+    Cancelled,
+    EngineError,
+    EngineIncompatible,
+    EngineUnreachable,
+    error_from_body,
+    error_from_job,
+)
+from .types import API_VERSION, AvatarSummary, BuildOptions, Health, Job
+
+DEFAULT_TIMEOUT_S = 10.0
+UPLOAD_TIMEOUT_S = 120.0
+RENDER_TIMEOUT_S = 300.0
+
+
+def require_api_version(health: Health, where: str) -> Health:
+    """``health`` if the engine speaks this add-on's API version, else :class:`EngineIncompatible`."""
+    if health.api_version != API_VERSION:
+        newer = "add-on" if health.api_version > API_VERSION else "engine"
+        raise EngineIncompatible(
+            f"the engine at {where} speaks API version {health.api_version}, this add-on speaks {API_VERSION}",
+            f"update the Likeness {newer} so both match",
+        )
+    return health
+
+
+class EngineClient:
+    """Talks to one engine at ``base_url`` (e.g. ``http://127.0.0.1:8765``; ``/v1`` is added here)."""
+
+    def __init__(self, base_url: str, token: str = "", timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        url = base_url.strip().rstrip("/")
+        if not url:
+            raise EngineUnreachable("no engine URL is set", "set one in the add-on preferences")
+        if "://" not in url:
+            url = "http://" + url
+        if url.endswith("/v1"):
+            url = url[:-3]
+        parsed = urllib.parse.urlparse(url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise EngineUnreachable(f"{base_url!r} is not an http(s) URL", "e.g. http://127.0.0.1:8765")
+        self.base_url = url
+        self.token = token.strip()
+        self.timeout_s = timeout_s
+
+    # -- plumbing -------------------------------------------------------------------------------------------------
+
+    def _request(
+        self, method: str, path: str, *, body: bytes | None = None, content_type: str = "", timeout_s: float = 0.0
+    ) -> tuple[bytes, str]:
+        req = urllib.request.Request(self.base_url + "/v1" + path, data=body, method=method)
+        req.add_header("Accept", "application/json, image/png, */*")
+        if content_type:
+            req.add_header("Content-Type", content_type)
+        if self.token:
+            req.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout_s or self.timeout_s) as resp:  # noqa: S310 (http/s only)
+                return resp.read(), resp.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            try:
+                decoded = json.loads(raw.decode("utf-8")) if raw else None
+            except ValueError:
+                decoded = None
+            fallback = f"the engine answered HTTP {exc.code} to {method} {path}"
+            raise error_from_body(exc.code, decoded, fallback) from None
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise EngineUnreachable(
+                f"the engine at {self.base_url} is not reachable ({reason})",
+                "start it, or check the URL in the add-on preferences",
+            ) from None
+
+    def _json(self, method: str, path: str, payload: dict | None = None, timeout_s: float = 0.0) -> dict:
+        body = None if payload is None else json.dumps(payload).encode("utf-8")
+        raw, _ = self._request(
+            method, path, body=body, content_type="application/json" if body else "", timeout_s=timeout_s
+        )
+        try:
+            return json.loads(raw.decode("utf-8")) if raw else {}
+        except ValueError:
+            raise EngineError(f"the engine sent invalid JSON for {method} {path}") from None
+
+    # -- API ------------------------------------------------------------------------------------------------------
+
+    def health(self) -> Health:
+        return Health.from_dict(self._json("GET", "/health"))
+
+    def check_compatible(self) -> Health:
+        """``health()`` and refuse an engine that speaks another API version."""
+        return require_api_version(self.health(), self.base_url)
+
+    def submit_build(self, photo: bytes, filename: str, options: BuildOptions) -> Job:
+        boundary = "likeness-" + uuid.uuid4().hex
+        ctype = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        safe_name = os.path.basename(filename).replace('"', "_") or "photo"
+        parts = [
+            f'--{boundary}\r\nContent-Disposition: form-data; name="options"\r\n'
+            f"Content-Type: application/json\r\n\r\n{json.dumps(options.to_dict())}\r\n".encode(),
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{safe_name}"\r\n'
+            f"Content-Type: {ctype}\r\n\r\n".encode(),
+            photo,
+            f"\r\n--{boundary}--\r\n".encode(),
+        ]
+        raw, _ = self._request(
+            "POST",
+            "/builds",
+            body=b"".join(parts),
+            content_type=f"multipart/form-data; boundary={boundary}",
+            timeout_s=UPLOAD_TIMEOUT_S,
+        )
+        return Job.from_dict(json.loads(raw.decode("utf-8"))["job"])
+
+    def job(self, job_id: str) -> Job:
+        return Job.from_dict(self._json("GET", f"/jobs/{urllib.parse.quote(job_id, safe='')}"))
+
+    def cancel(self, job_id: str) -> Job | None:
+        d = self._json("POST", f"/jobs/{urllib.parse.quote(job_id, safe='')}/cancel")
+        d = d.get("job", d)
+        return Job.from_dict(d) if "id" in d else None
+
+    def wait(
+        self,
+        job_id: str,
+        on_update: Callable[[Job], None] | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+        poll_s: float = 0.5,
+        timeout_s: float | None = None,
+    ) -> Job:
+        """Poll a job until it ends; a succeeded job is returned, a failed or cancelled one raises.
+
+        ``should_cancel`` returning True asks the engine to cancel and raises :class:`Cancelled`.
+        """
+        t0 = time.monotonic()
+        while True:
+            if should_cancel and should_cancel():
+                try:
+                    self.cancel(job_id)
+                except EngineError:
+                    pass  # already finished or the engine went away: nothing left to cancel
+                raise Cancelled("the build was cancelled")
+            job = self.job(job_id)
+            if on_update:
+                on_update(job)
+            if job.state == "succeeded":
+                return job
+            if job.state == "cancelled":
+                raise Cancelled("the build was cancelled")
+            if job.state == "failed":
+                raise error_from_job(job.error)
+            if timeout_s is not None and time.monotonic() - t0 > timeout_s:
+                raise EngineError(f"the build did not finish within {timeout_s:.0f} s")
+            time.sleep(poll_s)
+
+    def avatars(self) -> list[AvatarSummary]:
+        return [AvatarSummary.from_dict(a) for a in self._json("GET", "/avatars").get("avatars", [])]
+
+    def manifest(self, avatar_id: str) -> dict:
+        return self._json("GET", f"/avatars/{urllib.parse.quote(avatar_id, safe='')}")
+
+    def file(self, avatar_id: str, key: str, timeout_s: float = UPLOAD_TIMEOUT_S) -> bytes:
+        q = urllib.parse.quote
+        return self._request("GET", f"/avatars/{q(avatar_id, safe='')}/files/{q(key, safe='')}", timeout_s=timeout_s)[0]
+
+    def download_bundle(
+        self,
+        avatar_id: str,
+        dest: str | Path,
+        keys: tuple[str, ...] | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+    ) -> Path:
+        """Fetch an avatar's manifest and files (``keys``: the manifest keys to fetch; None = all but the field)
+        into ``dest``, staged in a sibling temp folder and moved into place, so ``dest`` is complete or absent."""
+        dest = Path(dest)
+        manifest = self.manifest(avatar_id)
+        files = manifest.get("files", {})
+        wanted = [k for k in files if (k in keys if keys is not None else k != "field")]
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=".likeness-", dir=dest.parent))
+        try:
+            for key in wanted:
+                if should_cancel and should_cancel():
+                    raise Cancelled("the download was cancelled")
+                rel = Path(files[key])
+                if rel.is_absolute() or ".." in rel.parts:
+                    continue  # a manifest never names files outside the bundle; ignore one that tries
+                target = stage / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(self.file(avatar_id, key))
+            (stage / "manifest.json").write_text(json.dumps(manifest, indent=1))
+            if dest.exists():
+                shutil.rmtree(dest)
+            os.replace(stage, dest)
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+        return dest
+
+    def render(
+        self,
+        avatar_id: str,
+        cam2world: list[list[float]],
+        intrinsics: dict,
+        expression: dict[str, float] | None = None,
+        output: str = "png",
+        timeout_s: float = RENDER_TIMEOUT_S,
+    ) -> bytes:
+        """Neural render of the radiance field: PNG (RGBA, straight alpha) or, with ``output="depth_exr"``, EXR."""
+        payload = {
+            "cam2world": [[float(v) for v in row] for row in cam2world],
+            "intrinsics": intrinsics,
+            "expression": {k: float(v) for k, v in (expression or {}).items()},
+            "output": output,
+        }
+        body = json.dumps(payload).encode("utf-8")
+        raw, _ = self._request(
+            "POST",
+            f"/avatars/{urllib.parse.quote(avatar_id, safe='')}/render",
+            body=body,
+            content_type="application/json",
+            timeout_s=timeout_s,
+        )
+        return raw

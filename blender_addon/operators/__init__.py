@@ -1,0 +1,5 @@
+"""Operators (``bpy.ops.likeness.*``): validate, hand work to ``jobs``/``scene_io``, report. See docs/ADDON.md."""
+
+from . import avatars, build, camera, engine, render
+
+CLASSES = (*engine.CLASSES, *build.CLASSES, *avatars.CLASSES, *camera.CLASSES, *render.CLASSES)

@@ -1,0 +1,70 @@
+"""The only package that creates datablocks: the imported avatar (collection, head mesh with UVs, material and
+shape keys, photo camera with its background, depth/normal/alpha images), camera rigs and neural-render images.
+
+Main thread only (see ``jobs.py``). Functions take plain values and return the objects they made; operators
+decide what to report. Links back to the bundle live in ID properties (they survive without the add-on):
+
+* ``collection["likeness"]``: ``bundle_dir``, ``avatar_id``, ``engine_url``, ``engine_version``, ``input_name``,
+  ``quality``, ``created``, ``photo_width``, ``photo_height``;
+* ``object["likeness_role"]``: ``head`` | ``photo_camera`` | ``landmarks`` | ``turntable_pivot`` |
+  ``turntable_camera`` | ``dolly_camera`` | ``key_light`` | ``fill_light`` | ``rim_light``;
+* ``image["likeness_role"] = "neural_render"`` on neural renders.
+"""
+
+from .common import (
+    PROP,
+    ROLE,
+    AvatarScene,
+    apply_camera_params,
+    apply_render_size,
+    avatar_from_collection,
+    avatars_in_scene,
+    camera_intrinsics,
+    fcurves,
+    find_avatar,
+    head_centre,
+    load_image,
+    look_at_rotation,
+    set_camera_background,
+)
+from .importer import add_shape_keys, head_material, import_bundle, mesh_from_data
+from .renders import add_studio_lights, expression_weights, frame_requests, load_render
+from .rigs import (
+    MIN_CLEARANCE_M,
+    face_points_world,
+    face_width_depth,
+    make_dolly_zoom,
+    make_turntable,
+    use_photo_camera,
+)
+
+__all__ = [
+    "MIN_CLEARANCE_M",
+    "PROP",
+    "ROLE",
+    "AvatarScene",
+    "add_shape_keys",
+    "add_studio_lights",
+    "apply_camera_params",
+    "apply_render_size",
+    "avatar_from_collection",
+    "avatars_in_scene",
+    "camera_intrinsics",
+    "expression_weights",
+    "face_points_world",
+    "face_width_depth",
+    "fcurves",
+    "find_avatar",
+    "frame_requests",
+    "head_centre",
+    "head_material",
+    "import_bundle",
+    "load_image",
+    "load_render",
+    "look_at_rotation",
+    "make_dolly_zoom",
+    "make_turntable",
+    "mesh_from_data",
+    "set_camera_background",
+    "use_photo_camera",
+]

@@ -1,0 +1,84 @@
+"""What a neural render needs from the scene (cameras and expression per frame), its results as images, and
+lights for headless Cycles renders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bpy
+from mathutils import Matrix, Vector
+
+from .. import conventions as cv
+from ..arkit import ARKIT_52, canonical_name
+from .common import ROLE, AvatarScene, camera_intrinsics, head_centre, link_object, look_at_rotation
+
+ARKIT_NAMES = frozenset(ARKIT_52)
+
+
+def frame_requests(scene: bpy.types.Scene, cam: bpy.types.Object, avatar: AvatarScene, frames: list[int]) -> list:
+    """For each frame: (frame, engine cam2world, intrinsics dict, expression {shape key: weight}), read by
+    stepping the scene through the frames (the current frame is restored)."""
+    current = scene.frame_current, scene.frame_subframe
+    out = []
+    try:
+        for f in frames:
+            scene.frame_set(f)
+            # the avatar may have been moved: express the camera relative to the head, in the engine frame
+            rel = cam.matrix_world if avatar.head is None else avatar.head.matrix_world.inverted() @ cam.matrix_world
+            cam2world = cv.cam2world_blender_to_engine(rel)
+            out.append((f, cam2world, camera_intrinsics(scene, cam).to_dict(), expression_weights(avatar.head)))
+    finally:
+        scene.frame_set(current[0], subframe=current[1])
+    return out
+
+
+def expression_weights(head: bpy.types.Object | None) -> dict[str, float]:
+    """The head's current ARKit shape-key values (0..1, non-zero only), as the engine's render ``expression``."""
+    keys = head.data.shape_keys if head is not None and head.type == "MESH" else None
+    if keys is None:
+        return {}
+    out = {}
+    for kb in keys.key_blocks[1:]:
+        name = canonical_name(kb.name)
+        if name in ARKIT_NAMES and not kb.mute and abs(kb.value) > 1e-6:
+            out[name] = min(1.0, max(0.0, float(kb.value)))
+    return out
+
+
+def load_render(path: Path, name: str, *, sequence_frames: int = 0, frame_start: int = 1) -> bpy.types.Image:
+    """A neural render (or the first frame of a sequence) as an image datablock, reusing one of the same name."""
+    old = bpy.data.images.get(name)
+    if old is not None:
+        bpy.data.images.remove(old)
+    img = bpy.data.images.load(str(path), check_existing=False)
+    img.name = name
+    img[ROLE] = "neural_render"
+    if sequence_frames:
+        img.source = "SEQUENCE"
+    return img
+
+
+def add_studio_lights(scene: bpy.types.Scene, avatar: AvatarScene) -> list[bpy.types.Object]:
+    """Key, fill and rim area lights around the head (for Cycles); parented to nothing, in the avatar collection."""
+    c = head_centre(avatar)
+    name = avatar.name.removeprefix("Likeness ")
+    out = []
+    for label, offset, power, size in (
+        ("key", (-0.8, -1.2, 0.6), 60.0, 0.8),
+        ("fill", (1.0, -1.0, 0.1), 20.0, 1.0),
+        ("rim", (0.3, 1.2, 0.8), 40.0, 0.6),
+    ):
+        data = bpy.data.lights.new(f"{name} {label} light", "AREA")
+        data.energy, data.size = power, size
+        obj = link_object(bpy.data.objects.new(f"{name} {label} light", data), avatar.collection, f"{label}_light")
+        eye = c + Vector(offset)
+        obj.matrix_world = Matrix.Translation(eye) @ look_at_rotation(eye, c).to_4x4()
+        out.append(obj)
+    world = scene.world or bpy.data.worlds.new("Likeness world")
+    scene.world = world
+    world.color = (0.05, 0.05, 0.05)
+    if world.node_tree is not None:
+        bg = world.node_tree.nodes.get("Background")
+        if bg is not None:
+            bg.inputs["Color"].default_value = (0.05, 0.05, 0.05, 1.0)
+    return out
