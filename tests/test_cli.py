@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import subprocess
 import sys
 
@@ -90,16 +89,14 @@ def test_render_and_dolly(tmp_path, draft_bundle):
     assert abs(an.sum() - af.sum()) / an.sum() < 0.08
 
 
-def test_several_faces_takes_largest(tmp_path, astronaut_rgb):
+def test_several_faces_takes_largest(astronaut_rgb):
     from engine.face.landmarks import choose_face
 
-    small = np.asarray(Image.fromarray(astronaut_rgb).resize((384, 384)))
-    canvas = np.full((512, 900, 3), 200, np.uint8)
-    canvas[:, :512] = astronaut_rgb
-    canvas[64:448, 512:896] = small
+    big = np.asarray(Image.fromarray(astronaut_rgb).resize((768, 768)))
+    canvas = np.full((768, 1300, 3), 200, np.uint8)
+    canvas[:, :768] = big
+    canvas[128:640, 780:1292] = astronaut_rgb
     face, n, _ = choose_face(canvas)
-    assert n == 2 and face.box_px[0] < 512
+    assert n == 2 and face.box_px[0] < 768
     face1, _, _ = choose_face(canvas, face_index=1)
-    assert face1.box_px[0] > 512
-    buf = io.BytesIO()
-    Image.fromarray(canvas).save(buf, format="PNG")
+    assert face1.box_px[0] > 768 and face1.size_px < face.size_px

@@ -66,7 +66,10 @@ def clean_mesh(verts: np.ndarray, faces: np.ndarray, max_faces: int, smooth_iter
 
         v, f = fast_simplification.simplify(v.astype(np.float32), f.astype(np.int32), 1.0 - max_faces / len(f))
         v, f = largest_component(np.asarray(v, np.float64), np.asarray(f, np.int64))
-    return v, f
+    # Drop zero-area triangles the decimator can leave behind.
+    area2 = np.linalg.norm(np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]]), axis=1)
+    f = f[area2 > 1e-14]
+    return largest_component(v, f)
 
 
 def vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -75,4 +78,10 @@ def vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
     vn = np.zeros_like(verts)
     for k in range(3):
         np.add.at(vn, faces[:, k], fn)
+    norm = np.linalg.norm(vn, axis=1, keepdims=True)
+    # A vertex whose faces cancel out (degenerate fans) points away from the centroid instead of nowhere.
+    radial = verts - verts.mean(0)
+    vn = np.where(norm > 1e-12, vn, radial)
+    norm = np.linalg.norm(vn, axis=1, keepdims=True)
+    vn = np.where(norm > 1e-12, vn, np.array([0.0, 1.0, 0.0]))
     return vn / np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-12)

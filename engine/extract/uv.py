@@ -24,7 +24,7 @@ def spherical_unwrap(verts: np.ndarray, faces: np.ndarray, centre=(0.0, 0.0, 0.0
         neg = phi[corners] < 0
         dup_src = np.unique(corners[neg])
         dup_idx = len(verts) + np.arange(len(dup_src))
-        lookup = dict(zip(dup_src.tolist(), dup_idx.tolist()))
+        lookup = dict(zip(dup_src.tolist(), dup_idx.tolist(), strict=True))
         for k in range(3):
             col = corners[:, k]
             m = neg[:, k]

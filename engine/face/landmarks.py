@@ -37,27 +37,71 @@ class FaceLandmarks:
         return float(max(self.box_px[2] - self.box_px[0], self.box_px[3] - self.box_px[1]))
 
 
-def _mediapipe_faces(rgb: np.ndarray) -> list[FaceLandmarks]:
+def _face_mesh(img: np.ndarray, max_faces: int):
     import mediapipe as mp
+
+    with quiet_native_stderr(), mp.solutions.face_mesh.FaceMesh(
+        static_image_mode=True, max_num_faces=max_faces, refine_landmarks=True
+    ) as fm:
+        res = fm.process(np.ascontiguousarray(img))
+    return [np.array([[q.x, q.y, q.z] for q in f.landmark], dtype=np.float64) for f in res.multi_face_landmarks or []]
+
+
+def _detections(img: np.ndarray) -> list[tuple[float, float, float, float]]:
+    """Full-range detector boxes (x0, y0, x1, y1) in ``img`` pixels."""
+    import mediapipe as mp
+
+    h, w = img.shape[:2]
+    with quiet_native_stderr(), mp.solutions.face_detection.FaceDetection(
+        model_selection=1, min_detection_confidence=0.5
+    ) as fd:
+        res = fd.process(np.ascontiguousarray(img))
+    boxes = []
+    for d in res.detections or []:
+        b = d.location_data.relative_bounding_box
+        boxes.append((b.xmin * w, b.ymin * h, (b.xmin + b.width) * w, (b.ymin + b.height) * h))
+    return boxes
+
+
+def _to_face(p: np.ndarray, x0: float, y0: float, side_x: float, side_y: float) -> FaceLandmarks:
+    pts = np.stack([x0 + p[:, 0] * side_x, y0 + p[:, 1] * side_y, p[:, 2] * side_x], axis=1)
+    box = (pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max())
+    return FaceLandmarks(pts, tuple(float(b) for b in box))
+
+
+def _box_iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _mediapipe_faces(rgb: np.ndarray) -> list[FaceLandmarks]:
+    """Faces with 478 landmarks. The full-range detector finds faces however small they are in the frame; each
+    is re-cropped and meshed on its own (the mesh model's built-in detector only sees faces that fill the
+    frame); whole-image meshing catches what the detector missed."""
+    import cv2
 
     h, w = rgb.shape[:2]
     scale = min(1.0, MP_MAX_SIDE / max(h, w))
     img = rgb
     if scale < 1.0:
-        import cv2
-
         img = cv2.resize(rgb, (int(round(w * scale)), int(round(h * scale))), interpolation=cv2.INTER_AREA)
-    with (
-        quiet_native_stderr(),
-        mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=8, refine_landmarks=True) as fm,
-    ):
-        res = fm.process(np.ascontiguousarray(img))
-    faces = []
-    for face in res.multi_face_landmarks or []:
-        p = np.array([[q.x, q.y, q.z] for q in face.landmark], dtype=np.float64)
-        pts = np.stack([p[:, 0] * w, p[:, 1] * h, p[:, 2] * w], axis=1)
-        box = (pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max())
-        faces.append(FaceLandmarks(pts, tuple(float(b) for b in box)))
+    faces = [_to_face(p, 0.0, 0.0, w, h) for p in _face_mesh(img, 8)]
+    for x0, y0, x1, y1 in _detections(img):
+        x0, y0, x1, y1 = (v / scale for v in (x0, y0, x1, y1))
+        side = 2.2 * max(x1 - x0, y1 - y0)
+        cx, cy = 0.5 * (x0 + x1), 0.5 * (y0 + y1)
+        cx0, cy0 = cx - side / 2.0, cy - side / 2.0
+        if any(_box_iou(f.box_px, (x0, y0, x1, y1)) > 0.3 for f in faces):
+            continue
+        k = min(1.0, 512.0 / side) if side > 512 else 512.0 / side
+        m = np.array([[k, 0.0, -cx0 * k], [0.0, k, -cy0 * k]])
+        out = int(round(side * k))
+        crop = cv2.warpAffine(rgb, m, (out, out), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        for p in _face_mesh(crop, 1):
+            faces.append(_to_face(p, cx0, cy0, side, side))
     return faces
 
 
