@@ -143,6 +143,40 @@ def cmd_serve(args) -> int:
     return serve(settings)
 
 
+def cmd_drive(args) -> int:
+    import numpy as np
+
+    from engine.avatar import load_avatar
+    from engine.extract.export import rgba_u8, write_png
+    from engine.rig import deform_for_avatar
+    from engine.rig.cli_support import drive_keyframes
+    from engine.rig.livelink import write_csv
+
+    avatar = load_avatar(args.bundle)
+    take = drive_keyframes(
+        avatar, args.photo, args.video, args.csv, args.same_person, args.smooth, args.fps, args.max_frames
+    )
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    write_csv(Path(args.output), take)
+    from engine.rig.arkit import ARKIT_NAMES
+
+    top = sorted(zip(take.weights.mean(0), ARKIT_NAMES, strict=True), reverse=True)[:4]
+    print(
+        f"wrote {len(take.times_s)} keyframes ({take.times_s[-1]:.2f} s) to {args.output}; strongest: "
+        + ", ".join(f"{n} {w:.2f}" for w, n in top)
+    )
+    if args.frames:
+        out = Path(args.frames)
+        out.mkdir(parents=True, exist_ok=True)
+        cam, intr = avatar.orbit(0.0, 0.0, args.size)
+        n = min(len(take.times_s), args.max_frames or len(take.times_s))
+        for i in range(n):
+            d = deform_for_avatar(avatar, {k: v for k, v in take.at(i).items() if v > 0})
+            write_png(out / f"frame_{i:04d}.png", rgba_u8(avatar.render(cam, intr, deform=d)))
+        print(f"rendered {n} frames into {out} (mean {np.mean(take.weights):.3f} weight)")
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="likeness", description="One portrait photo -> animatable 3D head.")
     p.add_argument("--version", action="version", version=f"likeness {__version__}")
@@ -184,6 +218,21 @@ def make_parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", required=True)
     r.add_argument("--depth", help="also write z-depth (metres) as EXR")
     r.set_defaults(func=cmd_render)
+
+    dr = sub.add_parser("drive", help="ARKit keyframes from a photo, a video or a Live Link Face CSV")
+    dr.add_argument("bundle")
+    src = dr.add_mutually_exclusive_group(required=True)
+    src.add_argument("--photo", help="a driving photo")
+    src.add_argument("--video", help="a driving video (every frame is fitted)")
+    src.add_argument("--csv", help="a Live Link Face CSV to import")
+    dr.add_argument("-o", "--output", required=True, help="keyframes out, as a Live Link Face CSV")
+    dr.add_argument("--same-person", action="store_true", help="the driver is the avatar's subject: fit its own rig")
+    dr.add_argument("--smooth", type=float, default=0.04, help="temporal smoothing of video keyframes, seconds")
+    dr.add_argument("--fps", type=float, help="frame rate for CSV timecodes (default: inferred, else 60)")
+    dr.add_argument("--max-frames", type=int, help="stop after this many video frames")
+    dr.add_argument("--frames", help="also render the avatar at every keyframe into this folder (PNG)")
+    dr.add_argument("--size", type=int, default=256, help="side of the rendered frames, pixels")
+    dr.set_defaults(func=cmd_drive)
 
     t = sub.add_parser("turntable", help="render a turntable (PNG frames + MP4) from a bundle")
     t.add_argument("bundle")

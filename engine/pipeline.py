@@ -105,7 +105,6 @@ def build_avatar(
 
     stage("texture")
     verts, faces, uv, _ = spherical_unwrap(verts, faces)
-    normals = vertex_normals(verts, faces)
     tex = bake_texture(verts, faces, uv, _colour_fn(field, sim.scale), cfg.texture_size)
     done("texture")
 
@@ -166,8 +165,16 @@ def build_avatar(
 
         stage("write")
         write_png(stage_dir / "texture.png", tex)
-        write_glb(stage_dir / "head.glb", verts, faces, uv, normals, tex)
-        write_obj(stage_dir / "head.obj", verts, faces, uv, normals, "texture.png")
+        # The expression rig (engine/rig, docs/RIG.md): the mesh files hold the neutral face (all ARKit weights 0);
+        # head.glb carries the 52 shapes as morph targets with the photo's expression as default weights.
+        from engine.rig.bundle import rig_mesh, write_rig_files
+
+        rigged = rig_mesh(an.pose.landmarks_world(), verts)
+        mesh_verts = rigged.keys.basis.astype(np.float64)
+        normals = vertex_normals(mesh_verts, faces)
+        write_glb(stage_dir / "head.glb", mesh_verts, faces, uv, normals, tex)
+        write_obj(stage_dir / "head.obj", mesh_verts, faces, uv, normals, "texture.png")
+        rig_info = write_rig_files(stage_dir, rigged)
         from safetensors.torch import save_file
 
         state = {k: v.detach().cpu().contiguous() for k, v in field.state_dict().items()}
@@ -196,6 +203,8 @@ def build_avatar(
             info_fit,
             str(device),
         )
+        manifest["files"].update(rig_info["files"])
+        manifest["rig"] = rig_info["rig"]
         write_json_atomic(stage_dir / MANIFEST, manifest)
         progress("write", 1.0)
     return manifest

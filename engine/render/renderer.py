@@ -31,9 +31,32 @@ def _deltas(t: torch.Tensor, far: torch.Tensor) -> torch.Tensor:
     return torch.cat([d, torch.minimum(last, d[:, -1:].clamp(min=1e-4))], -1)
 
 
+class WarpedField:
+    """A field seen through a backward warp: density and colour at observed points x are the field's at
+    ``deform(x)``."""
+
+    def __init__(self, field, deform) -> None:
+        self.field, self.deform = field, deform
+        self.box_center, self.box_half = field.box_center, field.box_half
+
+    @property
+    def beta(self) -> float:
+        return self.field.beta
+
+    def density(self, x: torch.Tensor, beta: float | None = None) -> torch.Tensor:
+        return self.field.density(self.deform(x), beta=beta)
+
+    def colour(self, x: torch.Tensor, learned_only: bool = False) -> torch.Tensor:
+        return self.field.colour(self.deform(x), learned_only=learned_only)
+
+
 def render_rays(field, origins_c, dirs_c, opts: RenderOptions, jitter: bool = False, deform=None):
     """Render canonical rays (R, 3): returns rgb (R, 3) premultiplied, alpha (R,), t (R,) canonical distance of
-    the expected surface (divided by alpha). ``deform`` maps observed canonical points to the neutral field."""
+    the expected surface (divided by alpha). ``deform`` maps observed canonical points to the neutral field; one
+    with a ``bind(field)`` method supplies its own view of the field (e.g. the expression rig's mouth cavity)."""
+    if deform is not None:
+        # The proposal pass must see the deformed surface too, so the whole field is viewed through the warp.
+        field = deform.bind(field) if hasattr(deform, "bind") else WarpedField(field, deform)
     near, far = box_intersect(origins_c, dirs_c, field.box_center, field.box_half)
     hit = far > near + 1e-6
     r = origins_c.shape[0]
@@ -55,8 +78,6 @@ def render_rays(field, origins_c, dirs_c, opts: RenderOptions, jitter: bool = Fa
     if o.shape[0] == 0:
         return rgb, alpha, tdep
     pts = (o[:, None] + d[:, None] * t[..., None]).reshape(-1, 3)
-    if deform is not None:
-        pts = deform(pts)
     sig = field.density(pts).view(t.shape)
     w = alpha_weights(sig, _deltas(t, f0))
     a = w.sum(-1)

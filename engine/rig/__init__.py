@@ -1,0 +1,88 @@
+"""The animatable avatar: an ARKit-52 expression rig that moves the radiance field and the mesh.
+
+The entry points other parts of Likeness use::
+
+    deform = deform_for_avatar(avatar, {"jawOpen": 0.8})   # -> render(..., deform=deform)
+    photo_weights(avatar)                                  # the photo's own expression
+    expressed_frame_seconds(bundle, size=512)              # the benchmark's number
+
+Weights are absolute ARKit weights in [0, 1]; names in any of the three spellings; a name not given is 0, so
+``{}`` is the neutral face and ``photo_weights(avatar)`` reproduces the photo. See docs/RIG.md."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+
+import numpy as np
+
+from engine.rig.arkit import ARKIT_NAMES, parse_weights, to_dict, to_vector
+from engine.rig.bundle import rig_for_avatar
+
+__all__ = ["ARKIT_NAMES", "deform_for_avatar", "expressed_frame_seconds", "photo_weights", "rig_for_avatar"]
+
+_DEFORMS: OrderedDict = OrderedDict()
+_DEFORM_CACHE = 8
+
+
+def deform_for_avatar(avatar, weights: Mapping[str, float] | None, device=None):
+    """The backward warp (an :class:`engine.rig.expression.ExpressionDeform`) for ARKit ``weights`` on a loaded
+    avatar, to pass as ``deform=`` to ``Avatar.render`` / ``render_image``. Raises
+    :class:`engine.errors.InputError` for an unknown name or a weight outside [0, 1]. Recent expressions are
+    cached (a turntable re-uses one warp)."""
+    from engine.rig.expression import ExpressionDeform
+
+    w = to_vector(parse_weights(weights))
+    dev = device if device is not None else avatar.field.box_center.device
+    rig = rig_for_avatar(avatar)
+    key = (id(rig), str(dev), float(avatar.scale), w.round(6).tobytes())
+    if key in _DEFORMS:
+        _DEFORMS.move_to_end(key)
+        return _DEFORMS[key]
+    d = ExpressionDeform(rig, w, avatar.scale, dev)
+    _DEFORMS[key] = d
+    while len(_DEFORMS) > _DEFORM_CACHE:
+        _DEFORMS.popitem(last=False)
+    return d
+
+
+def photo_weights(avatar) -> dict[str, float]:
+    """The photo's estimated ARKit weights (non-zero ones)."""
+    return to_dict(rig_for_avatar(avatar).photo_weights, skip_zero=True)
+
+
+def expressed_frame_seconds(avatar, size: int = 512, weights: Mapping[str, float] | None = None, repeats: int = 1):
+    """Benchmark: seconds for one expressed ``size``² neural frame of a loaded ``avatar`` from the photo camera's
+    direction, the warp built from scratch (no cache) and the render included; also the same frame without an
+    expression and the warp's build alone. Returns ``{"expressed_s", "plain_render_s", "warp_build_s", "size",
+    "device"}`` (best of ``repeats``)."""
+    from engine.rig.expression import ExpressionDeform
+
+    w = to_vector(parse_weights(weights or {"jawOpen": 0.7, "eyeBlinkLeft": 1.0, "mouthSmileRight": 0.6}))
+    rig = rig_for_avatar(avatar)
+    cam, intr = avatar.orbit(0.0, 0.0, size)
+    dev = avatar.field.box_center.device
+    best = {"expressed_s": np.inf, "plain_render_s": np.inf, "warp_build_s": np.inf}
+    for _ in range(max(1, repeats)):
+        _sync(dev)
+        t0 = time.perf_counter()
+        d = ExpressionDeform(rig, w, avatar.scale, dev)
+        t1 = time.perf_counter()
+        avatar.render(cam, intr, deform=d)
+        _sync(dev)
+        t2 = time.perf_counter()
+        avatar.render(cam, intr)
+        _sync(dev)
+        t3 = time.perf_counter()
+        best["warp_build_s"] = min(best["warp_build_s"], t1 - t0)
+        best["expressed_s"] = min(best["expressed_s"], t2 - t0)
+        best["plain_render_s"] = min(best["plain_render_s"], t3 - t2)
+    return {**{k: round(v, 4) for k, v in best.items()}, "size": size, "device": str(dev)}
+
+
+def _sync(device) -> None:
+    import torch
+
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()

@@ -1,0 +1,122 @@
+"""One subject's expression rig: the face proxy at the photo's expression and at neutral, the 52 shapes, and the
+photo's own weights. ``proxy_at(w) = neutral + sum_k w_k * deltas_k`` (world metres), so all-zero weights are the
+neutral face and ``proxy_at(photo_weights)`` is the photo. Stored in a bundle as ``expression.json``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from engine.errors import BundleError
+from engine.rig import topology as T
+from engine.rig.arkit import ARKIT_NAMES, N_SHAPES, to_dict, to_vector
+from engine.rig.blendshapes import JAW_OPEN_DEG, Measures, author_shapes, jaw_transform, jaw_weights
+from engine.rig.neutral import estimate_photo_weights
+
+EXPRESSION_FILE = "expression.json"
+EXPRESSION_FORMAT = "likeness-expression"
+EXPRESSION_VERSION = 1
+NEUTRAL_ITERATIONS = 3
+
+
+@dataclass(frozen=True)
+class FaceRig:
+    """``photo`` and ``neutral`` (N_PROXY, 3) proxy vertices in the world frame (metres); ``deltas`` (52, N_PROXY,
+    3) the shapes at weight 1; ``photo_weights`` (52,) the photo's estimated expression; ``triangles`` (F, 3)
+    oriented proxy triangles; ``hinge`` the jaw hinge point (world metres)."""
+
+    photo: np.ndarray
+    neutral: np.ndarray
+    deltas: np.ndarray
+    photo_weights: np.ndarray
+    triangles: np.ndarray
+    hinge: np.ndarray
+    jaw_weight: np.ndarray
+    estimate: str = "prior"
+
+    def proxy_at(self, weights: np.ndarray) -> np.ndarray:
+        """(N_PROXY, 3) proxy at ARKit weights (52,)."""
+        return self.neutral + np.tensordot(np.asarray(weights, dtype=np.float64), self.deltas, axes=1)
+
+    @property
+    def measures(self) -> Measures:
+        return Measures.of(self.neutral)
+
+    def jaw_source_from_observed(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The jaw's rigid map from the proxy at ``weights`` to the proxy at the photo: x -> L @ x + o (world)."""
+        m = self.measures
+        lw, ow = jaw_transform(m, weights)
+        lp, op = jaw_transform(m, self.photo_weights)
+        lin = lp @ np.linalg.inv(lw)
+        return lin, op - lin @ ow
+
+    def to_json(self) -> dict:
+        return {
+            "format": EXPRESSION_FORMAT,
+            "format_version": EXPRESSION_VERSION,
+            "frame": "world (metres, +Y up, face toward +Z, +X = subject's left)",
+            "photo_weights": to_dict(self.photo_weights),
+            "estimate": self.estimate,
+            "note": (
+                "All-zero ARKit weights are the neutral face; the photo is reproduced at photo_weights. The "
+                "estimate compares landmark ratios with authored neutral priors (engine/rig/neutral.py); edit "
+                "photo_weights and set estimate to 'user' to override it."
+            ),
+            "jaw_open_deg": JAW_OPEN_DEG,
+            "hinge_world_m": np.round(self.hinge, 6).tolist(),
+            "proxy": {
+                "vertices": T.N_PROXY,
+                "layout": "mediapipe 468 + 2 iris centres + 2 x 16 eye-disc ring (engine/rig/topology.py)",
+            },
+        }
+
+
+def build_rig(landmarks_world: np.ndarray, photo_weights: dict | None = None) -> FaceRig:
+    """The rig of a face from its 478 mediapipe landmarks in the world frame. Without ``photo_weights`` the
+    photo's expression is estimated (:mod:`engine.rig.neutral`); the shapes are authored on the neutral face, found
+    as a fixed point: neutral = photo - sum(w * shapes(neutral))."""
+    lm = np.asarray(landmarks_world, dtype=np.float64)
+    if lm.shape[0] < T.N_MESH or lm.shape[1] != 3:
+        raise BundleError(f"expected 478 (or 468) landmarks of 3 coordinates, got {lm.shape}")
+    photo = T.proxy_positions(lm)
+    neutral = photo
+    given = photo_weights is not None
+    w = to_vector(photo_weights) if given else np.zeros(N_SHAPES)
+    for _ in range(NEUTRAL_ITERATIONS):
+        deltas = author_shapes(neutral)
+        if not given:
+            w = estimate_photo_weights(photo, deltas)
+        neutral = photo - np.tensordot(w, deltas, axes=1)
+    deltas = author_shapes(neutral)
+    neutral = photo - np.tensordot(w, deltas, axes=1)
+    return FaceRig(
+        photo=photo,
+        neutral=neutral,
+        deltas=deltas,
+        photo_weights=w,
+        triangles=T.oriented_triangles(neutral),
+        hinge=Measures.of(neutral).hinge,
+        jaw_weight=jaw_weights(neutral),
+        estimate="user" if given else "prior",
+    )
+
+
+def write_expression(path: Path, rig: FaceRig) -> None:
+    Path(path).write_text(json.dumps(rig.to_json(), indent=2))
+
+
+def read_photo_weights(path: Path) -> dict | None:
+    """The photo weights stored in an ``expression.json``, or None when the file is absent."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"{path} could not be read as JSON") from exc
+    if data.get("format") != EXPRESSION_FORMAT:
+        raise BundleError(f"{path} is not a Likeness expression file")
+    return {k: float(v) for k, v in data["photo_weights"].items() if k in ARKIT_NAMES}

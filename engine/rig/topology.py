@@ -1,0 +1,319 @@
+"""The face proxy's topology: mediapipe's 468-vertex face mesh (triangles recovered from its tesselation edges),
+the named contours the blendshapes are authored on, the left/right mirror map, and the eye-disc fill.
+
+The mesh has four holes: the outline, the mouth (inside the inner lip contour) and the two eyes. The mouth stays
+open (upper and lower lips must part); each eye opening is filled with a *disc*: the iris centre landmark, a
+virtual ring around it and the eye contour, so points over the eye have a surface to bind to and gaze shapes can
+slide the iris inside the opening. Proxy vertex layout (``N_PROXY`` = 502)::
+
+    0..467    mediapipe face mesh            468, 469  iris centres (landmarks 468 right, 473 left)
+    470..485  right-eye ring (16)            486..501  left-eye ring (16)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+from collections import defaultdict
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+N_MESH = 468
+N_PROXY = 502
+IRIS_CENTRE = {"right": 468, "left": 469}  # proxy indices
+IRIS_LANDMARK = {"right": 468, "left": 473}  # mediapipe indices (refine_landmarks)
+RING_START = {"right": 470, "left": 486}
+EYE_WIDEN = (0.03, 0.05)
+"""The proxy's eye contour is mediapipe's, widened by these fractions of the eye's width at the corners (along the
+eye) and mid-lid (vertically)."""
+RING_FRACTION = 0.45
+"""Virtual ring vertices sit this fraction of the way from the iris centre to the eye contour."""
+
+# Named landmarks (mediapipe topology). "right"/"left" are the subject's own sides (left = +X in the world).
+MOUTH_CORNER = {"right": 61, "left": 291}
+MOUTH_INNER_CORNER = {"right": 78, "left": 308}
+UPPER_LIP_TOP, UPPER_LIP_INNER, LOWER_LIP_INNER, LOWER_LIP_BOTTOM = 0, 13, 14, 17
+EYE_OUTER = {"right": 33, "left": 263}
+EYE_INNER = {"right": 133, "left": 362}
+FOREHEAD, CHIN, NOSE_TIP, NASION = 10, 152, 1, 168
+FACE_EDGE = {"right": 234, "left": 454}
+CHEEK_CENTRE = {"right": 205, "left": 425}
+NOSE_ALA = {"right": 64, "left": 294}
+SUBNASALE = 2
+
+# mediapipe index -> its mirror image (x -> -x); an involution. Derived once by optimal assignment of a frontal
+# face's mirrored landmarks and checked against the tesselation (it maps all but 6 of 1322 edges onto edges; the
+# 6 are diagonal flips in mediapipe's own mesh). Iris points pair inner<->inner, outer<->outer.
+MIRROR_LANDMARK = np.array([
+    0, 1, 2, 248, 4, 5, 6, 249, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 250, 251, 252, 253, 254, 255, 256, 257,
+    258, 259, 260, 261, 262, 263, 264, 265, 266, 267, 268, 269, 270, 271, 272, 273, 274, 275, 276, 277, 278, 279, 280,
+    281, 282, 283, 284, 285, 286, 287, 288, 289, 290, 291, 292, 293, 294, 295, 296, 297, 298, 299, 300, 301, 302, 303,
+    304, 305, 306, 307, 308, 309, 310, 311, 312, 313, 314, 315, 316, 317, 318, 319, 320, 321, 322, 323, 94, 324, 325,
+    326, 327, 328, 329, 330, 331, 332, 333, 334, 335, 336, 337, 338, 339, 340, 341, 342, 343, 344, 345, 346, 347, 348,
+    349, 350, 351, 352, 353, 354, 355, 356, 357, 358, 359, 360, 361, 362, 363, 364, 365, 366, 367, 368, 369, 370, 371,
+    372, 373, 374, 375, 376, 377, 378, 379, 151, 152, 380, 381, 382, 383, 384, 385, 386, 387, 388, 389, 390, 164, 391,
+    392, 393, 168, 394, 395, 396, 397, 398, 399, 175, 400, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 411, 412,
+    413, 414, 415, 416, 417, 418, 195, 419, 197, 420, 199, 200, 421, 422, 423, 424, 425, 426, 427, 428, 429, 430, 431,
+    432, 433, 434, 435, 436, 437, 438, 439, 440, 441, 442, 443, 444, 445, 446, 447, 448, 449, 450, 451, 452, 453, 454,
+    455, 456, 457, 458, 459, 460, 461, 462, 463, 464, 465, 466, 467, 3, 7, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30,
+    31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59,
+    60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 83, 84, 85, 86, 87, 88,
+    89, 90, 91, 92, 93, 95, 96, 97, 98, 99, 100, 101, 102, 103, 104, 105, 106, 107, 108, 109, 110, 111, 112, 113, 114,
+    115, 116, 117, 118, 119, 120, 121, 122, 123, 124, 125, 126, 127, 128, 129, 130, 131, 132, 133, 134, 135, 136, 137,
+    138, 139, 140, 141, 142, 143, 144, 145, 146, 147, 148, 149, 150, 153, 154, 155, 156, 157, 158, 159, 160, 161, 162,
+    163, 165, 166, 167, 169, 170, 171, 172, 173, 174, 176, 177, 178, 179, 180, 181, 182, 183, 184, 185, 186, 187, 188,
+    189, 190, 191, 192, 193, 194, 196, 198, 201, 202, 203, 204, 205, 206, 207, 208, 209, 210, 211, 212, 213, 214, 215,
+    216, 217, 218, 219, 220, 221, 222, 223, 224, 225, 226, 227, 228, 229, 230, 231, 232, 233, 234, 235, 236, 237, 238,
+    239, 240, 241, 242, 243, 244, 245, 246, 247, 473, 476, 475, 474, 477, 468, 471, 470, 469, 472,
+], dtype=np.int64)  # fmt: skip
+
+
+def _connections_module():
+    """mediapipe's face-mesh connection tables, loaded from its source file without importing mediapipe (whose
+    package import costs seconds)."""
+    spec = importlib.util.find_spec("mediapipe")
+    if spec is None or not spec.submodule_search_locations:
+        from engine.errors import BackendUnavailable
+
+        raise BackendUnavailable("mediapipe is not installed", "pip install mediapipe==0.10.14")
+    path = Path(list(spec.submodule_search_locations)[0]) / "python" / "solutions" / "face_mesh_connections.py"
+    mod_spec = importlib.util.spec_from_file_location("_likeness_face_mesh_connections", path)
+    mod = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(mod)
+    return mod
+
+
+@lru_cache(maxsize=1)
+def connections() -> dict[str, frozenset]:
+    mod = _connections_module()
+    return {k: getattr(mod, k) for k in dir(mod) if k.startswith("FACEMESH_")}
+
+
+def _ordered_path(edges, start: int, end: int) -> list[int]:
+    """Walk an open polyline given as undirected edges from ``start`` to ``end``."""
+    adj = defaultdict(list)
+    for a, b in edges:
+        adj[a].append(b)
+        adj[b].append(a)
+    path, prev = [start], None
+    while path[-1] != end:
+        nxt = [n for n in adj[path[-1]] if n != prev]
+        prev = path[-1]
+        path.append(nxt[0])
+    return path
+
+
+def _split_loop(edges, a: int, b: int) -> tuple[list[int], list[int]]:
+    """A closed contour through ``a`` and ``b`` as its two open halves, each from ``a`` to ``b``."""
+    adj = defaultdict(list)
+    for u, v in edges:
+        adj[u].append(v)
+        adj[v].append(u)
+    halves = []
+    for first in adj[a]:
+        path = [a, first]
+        while path[-1] != b:
+            path.append(next(n for n in adj[path[-1]] if n != path[-2]))
+        halves.append(path)
+    return halves[0], halves[1]
+
+
+@lru_cache(maxsize=1)
+def mesh_triangles() -> np.ndarray:
+    """(852, 3) int64 triangles of the 468-vertex mesh, unoriented: the 3-cliques of the tesselation's edge
+    graph, less the two spurious cliques (nostril wings) whose edges would otherwise border three triangles."""
+    edges = {tuple(sorted(e)) for e in connections()["FACEMESH_TESSELATION"]}
+    adj = defaultdict(set)
+    for a, b in edges:
+        adj[a].add(b)
+        adj[b].add(a)
+    tris = set()
+    for a, b in edges:
+        for c in adj[a] & adj[b]:
+            tris.add(tuple(sorted((a, b, c))))
+    uses = defaultdict(list)
+    for t in tris:
+        for e in itertools.combinations(t, 2):
+            uses[e].append(t)
+    # A clique all of whose edges are shared with two other triangles is a hole in the middle of a fan, not a face.
+    spurious = {t for t in tris if all(len(uses[e]) == 3 for e in itertools.combinations(t, 2))}
+    return np.array(sorted(tris - spurious), dtype=np.int64)
+
+
+@lru_cache(maxsize=1)
+def contours() -> dict[str, list[int]]:
+    """Ordered mediapipe index lists. Lips run corner to corner from the subject's right (61/78) to the left
+    (291/308); eye lids from the outer to the inner corner; brows from the inner to the outer end."""
+    c = connections()
+    out: dict[str, list[int]] = {}
+    lips = c["FACEMESH_LIPS"]
+    outer = [e for e in lips if not ({e[0], e[1]} & {78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 191, 80, 81,
+                                                       82, 13, 312, 311, 310, 415})]  # fmt: skip
+    inner = [e for e in lips if e not in outer]
+    for name, edges, (a, b), top, bottom in (
+        ("lip_outer", outer, (61, 291), UPPER_LIP_TOP, LOWER_LIP_BOTTOM),
+        ("lip_inner", inner, (78, 308), UPPER_LIP_INNER, LOWER_LIP_INNER),
+    ):
+        h1, h2 = _split_loop(edges, a, b)
+        upper, lower = (h1, h2) if top in h1 else (h2, h1)
+        assert bottom in lower
+        out[f"{name}_upper"], out[f"{name}_lower"] = upper, lower
+    for side, key in (("right", "FACEMESH_RIGHT_EYE"), ("left", "FACEMESH_LEFT_EYE")):
+        h1, h2 = _split_loop(c[key], EYE_OUTER[side], EYE_INNER[side])
+        # the upper lid holds 159 (right) / 386 (left)
+        up_marker = 159 if side == "right" else 386
+        upper, lower = (h1, h2) if up_marker in h1 else (h2, h1)
+        out[f"eye_{side}_upper"], out[f"eye_{side}_lower"] = upper, lower
+        out[f"eye_{side}_loop"] = upper + lower[::-1][1:-1]
+    brows = {
+        "right": ("FACEMESH_RIGHT_EYEBROW", (107, 70), (55, 46)),
+        "left": ("FACEMESH_LEFT_EYEBROW", (336, 300), (285, 276)),
+    }
+    for side, (key, (ua, ub), (la, lb)) in brows.items():
+        edges = c[key]
+        out[f"brow_{side}_upper"] = _ordered_path([e for e in edges if _on(e, edges, ua)], ua, ub)
+        out[f"brow_{side}_lower"] = _ordered_path([e for e in edges if not _on(e, edges, ua)], la, lb)
+    out["oval"] = _oval(c["FACEMESH_FACE_OVAL"])
+    out["mouth_loop"] = out["lip_inner_upper"] + out["lip_inner_lower"][::-1][1:-1]
+    return out
+
+
+def _on(edge, edges, start) -> bool:
+    """Whether ``edge`` lies on the polyline of ``edges`` that contains ``start``."""
+    adj = defaultdict(list)
+    for a, b in edges:
+        adj[a].append(b)
+        adj[b].append(a)
+    seen, stack = {start}, [start]
+    while stack:
+        v = stack.pop()
+        for n in adj[v]:
+            if n not in seen:
+                seen.add(n)
+                stack.append(n)
+    return edge[0] in seen
+
+
+def _oval(edges) -> list[int]:
+    adj = defaultdict(list)
+    for a, b in edges:
+        adj[a].append(b)
+        adj[b].append(a)
+    loop, prev = [FOREHEAD], None
+    while True:
+        nxt = [n for n in adj[loop[-1]] if n != prev][0]
+        if nxt == FOREHEAD:
+            return loop
+        prev = loop[-1]
+        loop.append(nxt)
+
+
+def mirror_proxy_index() -> np.ndarray:
+    """(N_PROXY,) proxy index -> its mirror image."""
+    m = np.empty(N_PROXY, dtype=np.int64)
+    m[:N_MESH] = MIRROR_LANDMARK[:N_MESH]
+    m[IRIS_CENTRE["right"]], m[IRIS_CENTRE["left"]] = IRIS_CENTRE["left"], IRIS_CENTRE["right"]
+    # ring k of one eye sits toward contour vertex k of that eye; the mirror contour vertex is its mirror.
+    loops = eye_loops()
+    for side, other in (("right", "left"), ("left", "right")):
+        mirrored = [MIRROR_LANDMARK[v] for v in loops[side]]
+        for k, v in enumerate(mirrored):
+            m[RING_START[side] + k] = RING_START[other] + loops[other].index(v)
+    return m
+
+
+@lru_cache(maxsize=1)
+def eye_loops() -> dict[str, list[int]]:
+    c = contours()
+    return {side: c[f"eye_{side}_loop"] for side in ("right", "left")}
+
+
+@lru_cache(maxsize=1)
+def disc_triangles() -> np.ndarray:
+    """Triangles filling both eye openings: iris centre -> ring fan, ring -> contour strip (unoriented)."""
+    tris = []
+    for side, loop in eye_loops().items():
+        c, r0, n = IRIS_CENTRE[side], RING_START[side], len(loop)
+        for k in range(n):
+            k2 = (k + 1) % n
+            tris.append((c, r0 + k, r0 + k2))
+            tris.append((r0 + k, loop[k], loop[k2]))
+            tris.append((r0 + k, loop[k2], r0 + k2))
+    return np.array(tris, dtype=np.int64)
+
+
+def proxy_positions(landmarks: np.ndarray) -> np.ndarray:
+    """(N_PROXY, 3) proxy vertices from 478 mediapipe landmarks (the 468-point mesh, iris centres, and eye rings
+    placed ``RING_FRACTION`` of the way from the iris centre to the eye contour)."""
+    lm = np.asarray(landmarks, dtype=np.float64)
+    v = np.zeros((N_PROXY, 3))
+    v[:N_MESH] = lm[:N_MESH]
+    c = contours()
+    for side, loop in eye_loops().items():
+        # mediapipe's eye contour tends to lie a little inside the lid margins (on the eye white): widen it so the
+        # proxy's lids are the real lids, and a closing lid covers all of the eye
+        a, b = lm[EYE_OUTER[side]], lm[EYE_INNER[side]]
+        ew = float(np.linalg.norm(b - a))
+        axis = (b - a) / ew
+        for lid, sign in ((c[f"eye_{side}_upper"], 1.0), (c[f"eye_{side}_lower"], -1.0)):
+            t = np.clip((lm[lid] - a) @ axis / ew, 0.0, 1.0)
+            v[lid, 1] += sign * EYE_WIDEN[1] * ew * np.sin(np.pi * t)
+        v[EYE_OUTER[side]] -= EYE_WIDEN[0] * ew * axis
+        v[EYE_INNER[side]] += EYE_WIDEN[0] * ew * axis
+        contour = v[loop]
+        centre = lm[IRIS_LANDMARK[side]] if len(lm) > 470 else contour.mean(0)
+        # keep the centre inside the opening (a half-closed eye can put the iris landmark near a lid)
+        mid = contour.mean(0)
+        centre = mid + 0.6 * (centre - mid)
+        v[IRIS_CENTRE[side]] = centre
+        v[RING_START[side] : RING_START[side] + len(loop)] = centre + RING_FRACTION * (contour - centre)
+    return v
+
+
+def landmarks_from_proxy(v: np.ndarray, iterations: int = 3) -> np.ndarray:
+    """(478, 3) mediapipe landmarks whose :func:`proxy_positions` is proxy ``v`` (N_PROXY, 3): the inverse of the
+    eye widening, and each iris ring collapsed onto its centre (what the proxy keeps of it)."""
+    v = np.asarray(v, dtype=np.float64)
+    lm = np.zeros((478, 3))
+    lm[:N_MESH] = v[:N_MESH]
+    c = contours()
+    for side in ("right", "left"):
+        a_p, b_p = v[EYE_OUTER[side]], v[EYE_INNER[side]]
+        ew = float(np.linalg.norm(b_p - a_p)) / (1.0 + 2.0 * EYE_WIDEN[0])
+        axis = (b_p - a_p) / np.linalg.norm(b_p - a_p)
+        a, b = a_p + EYE_WIDEN[0] * ew * axis, b_p - EYE_WIDEN[0] * ew * axis
+        lm[EYE_OUTER[side]], lm[EYE_INNER[side]] = a, b
+        for lid, sign in ((c[f"eye_{side}_upper"][1:-1], 1.0), (c[f"eye_{side}_lower"][1:-1], -1.0)):
+            x = v[lid].copy()
+            for _ in range(iterations):  # the offset depends (slightly) on where the landmark itself is
+                t = np.clip((x - a) @ axis / ew, 0.0, 1.0)
+                x = v[lid].copy()
+                x[:, 1] -= sign * EYE_WIDEN[1] * ew * np.sin(np.pi * t)
+            lm[lid] = x
+        loop = eye_loops()[side]
+        mid = lm[loop].mean(0)
+        lm[IRIS_LANDMARK[side] : IRIS_LANDMARK[side] + 5] = mid + (v[IRIS_CENTRE[side]] - mid) / 0.6
+    return lm
+
+
+@lru_cache(maxsize=1)
+def proxy_edges() -> np.ndarray:
+    """(E, 2) unique undirected edges of the mesh part (the eye discs excluded)."""
+    t = mesh_triangles()
+    e = np.concatenate([t[:, [0, 1]], t[:, [1, 2]], t[:, [2, 0]]])
+    return np.unique(np.sort(e, 1), axis=0)
+
+
+def oriented_triangles(vertices: np.ndarray) -> np.ndarray:
+    """All proxy triangles (mesh + eye discs), wound so their normals point out of the face (toward the camera
+    side of the head centre), for proxy ``vertices`` (N_PROXY, 3) in the world frame."""
+    t = np.concatenate([mesh_triangles(), disc_triangles()])
+    a, b, c = vertices[t[:, 0]], vertices[t[:, 1]], vertices[t[:, 2]]
+    n = np.cross(b - a, c - a)
+    centre = np.array([0.0, 0.0, -0.02])  # a little behind the head centre: every face normal points away from it
+    flip = ((n * ((a + b + c) / 3.0 - centre)).sum(1)) < 0
+    t = t.copy()
+    t[flip] = t[flip][:, [0, 2, 1]]
+    return t
