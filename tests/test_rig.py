@@ -187,7 +187,9 @@ def test_warp_maps_the_expressed_proxy_onto_the_photo_proxy(rig):
     spec = warp_spec(rig, w, 1.0)
     free = np.setdiff1d(np.arange(T.N_MESH), T.contours()["mouth_loop"] + sum(T.eye_loops().values(), []))
     q, cav = warp_points(spec.observed[free], spec, mode="brute")
-    assert np.abs(q - spec.source[free]).max() < 2e-4
+    err = np.linalg.norm(q - spec.source[free], axis=1)
+    # exact but for the guard at the mouth corners, which keeps lip colour from reaching into the photo's mouth
+    assert np.quantile(err, 0.99) < 2e-4 and err.max() < 1e-3
     assert cav.max() < 0.01  # the skin is skin, not mouth cavity
     # a point 5 mm in front of the expressed face maps 5 mm in front of the photo's face
     n = np.cross(*(spec.observed[rig.triangles[:, k]] - spec.observed[rig.triangles[:, 0]] for k in (1, 2)))

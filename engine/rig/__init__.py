@@ -11,6 +11,7 @@ Weights are absolute ARKit weights in [0, 1]; names in any of the three spelling
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -24,26 +25,29 @@ __all__ = ["ARKIT_NAMES", "deform_for_avatar", "expressed_frame_seconds", "photo
 
 _DEFORMS: OrderedDict = OrderedDict()
 _DEFORM_CACHE = 8
+_LOCK = threading.Lock()
 
 
 def deform_for_avatar(avatar, weights: Mapping[str, float] | None, device=None):
     """The backward warp (an :class:`engine.rig.expression.ExpressionDeform`) for ARKit ``weights`` on a loaded
     avatar, to pass as ``deform=`` to ``Avatar.render`` / ``render_image``. Raises
     :class:`engine.errors.InputError` for an unknown name or a weight outside [0, 1]. Recent expressions are
-    cached (a turntable re-uses one warp)."""
+    cached (a turntable re-uses one warp); safe to call from several threads."""
     from engine.rig.expression import ExpressionDeform
 
     w = to_vector(parse_weights(weights))
     dev = device if device is not None else avatar.field.box_center.device
     rig = rig_for_avatar(avatar)
     key = (id(rig), str(dev), float(avatar.scale), w.round(6).tobytes())
-    if key in _DEFORMS:
-        _DEFORMS.move_to_end(key)
-        return _DEFORMS[key]
+    with _LOCK:
+        if key in _DEFORMS:
+            _DEFORMS.move_to_end(key)
+            return _DEFORMS[key]
     d = ExpressionDeform(rig, w, avatar.scale, dev)
-    _DEFORMS[key] = d
-    while len(_DEFORMS) > _DEFORM_CACHE:
-        _DEFORMS.popitem(last=False)
+    with _LOCK:
+        _DEFORMS[key] = d
+        while len(_DEFORMS) > _DEFORM_CACHE:
+            _DEFORMS.popitem(last=False)
     return d
 
 

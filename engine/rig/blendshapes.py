@@ -12,6 +12,7 @@ mirrored back, so the two sides are exact mirror images of one procedure. "Left"
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import scipy.sparse as sp
@@ -78,14 +79,15 @@ def smoothstep(t: np.ndarray) -> np.ndarray:
 class Author:
     """Shape authoring on one face geometry ``v`` (N_PROXY, 3), world metres."""
 
-    def __init__(self, v: np.ndarray) -> None:
+    def __init__(self, v: np.ndarray, ref: np.ndarray | None = None) -> None:
+        """``ref`` (default ``v``) is the geometry that decides which vertices belong to a region (jaw line, the
+        skin under an eye): fixed while a rig's neutral face is iterated, so the shapes depend smoothly on it."""
         self.v = np.asarray(v, dtype=np.float64)
+        self.ref = self.v if ref is None else np.asarray(ref, dtype=np.float64)
         self.m = Measures.of(self.v)
         self.c = T.contours()
-        e = T.proxy_edges()
-        w = np.linalg.norm(self.v[e[:, 0]] - self.v[e[:, 1]], axis=1) + 1e-9
-        g = sp.coo_matrix((w, (e[:, 0], e[:, 1])), shape=(T.N_MESH, T.N_MESH)).tocsr()
-        self.geo = dijkstra(g, directed=False)  # (468, 468) geodesic distances along mesh edges, metres
+        self.geo = _geodesics(self.v)  # (468, 468) geodesic distances along mesh edges, metres
+        self.geo_ref = self.geo if ref is None else _geodesics_cached(self.ref.tobytes())
         self._jaw = None
 
     # ------------------------------------------------------------------ building blocks
@@ -144,13 +146,14 @@ class Author:
         (ratio of geodesic distances; the mouth hole makes the lips meet only at the corners)."""
         if self._jaw is not None:
             return self._jaw
-        v, c = self.v, self.c
+        v, c = self.ref, self.c
+        fh = float(np.linalg.norm(v[T.FOREHEAD] - v[T.CHIN]))
         corners_y = 0.5 * (v[T.MOUTH_CORNER["left"], 1] + v[T.MOUTH_CORNER["right"], 1])
         oval = np.array(c["oval"])
         lower = set(c["lip_outer_lower"][1:-1] + c["lip_inner_lower"][1:-1]) | {T.CHIN}
-        lower |= set(oval[v[oval, 1] < corners_y - 0.12 * self.m.face_height].tolist())
+        lower |= set(oval[v[oval, 1] < corners_y - 0.12 * fh].tolist())
         upper = set(c["lip_outer_upper"][1:-1] + c["lip_inner_upper"][1:-1]) | {T.SUBNASALE, T.NOSE_TIP}
-        upper |= set(oval[v[oval, 1] > corners_y + 0.08 * self.m.face_height].tolist())
+        upper |= set(oval[v[oval, 1] > corners_y + 0.08 * fh].tolist())
         upper |= set(np.nonzero(v[: T.N_MESH, 1] > v[T.SUBNASALE, 1])[0].tolist())
         d_lo = self.geo[sorted(lower)].min(0)
         d_up = self.geo[sorted(upper)].min(0)
@@ -272,9 +275,10 @@ class Author:
         s["browDownLeft"] = self.with_discs(self.spread(brow, bd, 1.0 * ew, up))
         outer = c["brow_left_upper"][2:] + c["brow_left_lower"][2:]
         s["browOuterUpLeft"] = self.with_discs(self.spread(outer, 0.05 * fh * Y, 0.9 * ew, up + [T.NASION]))
-        d_lo = self.geo[lo].min(0)
-        below = (d_lo > 0.25 * ew) & (d_lo < 0.6 * ew) & (v[: T.N_MESH, 1] < v[lo, 1].min())
-        lid_ring = np.nonzero(below & (v[: T.N_MESH, 0] > v[T.EYE_INNER[side], 0] - 0.1 * ew))[0].tolist()
+        r, ew_r = self.ref, float(np.linalg.norm(self.ref[T.EYE_OUTER[side]] - self.ref[T.EYE_INNER[side]]))
+        d_lo = self.geo_ref[lo].min(0)
+        below = (d_lo > 0.25 * ew_r) & (d_lo < 0.6 * ew_r) & (r[: T.N_MESH, 1] < r[lo, 1].min())
+        lid_ring = np.nonzero(below & (r[: T.N_MESH, 0] > r[T.EYE_INNER[side], 0] - 0.1 * ew_r))[0].tolist()
         s["cheekSquintLeft"] = self.with_discs(
             self.spread(lid_ring, 0.1 * ew * Y + 0.04 * ew * Z, 0.7 * ew, [T.NOSE_TIP])
             + self.spread(lo[1:-1], 0.12 * ap * Y, 0.4 * ew, corners)
@@ -309,7 +313,7 @@ class Author:
             -0.05 * mw * self.side_ramp(o_up, 1.0), -0.015 * mw * self.side_ramp(i_up, 1.0),
             0.05 * mw * self.side_ramp(o_lo, 1.0), 0.015 * mw * self.side_ramp(i_lo, 1.0),
         ])[:, None] * Y  # fmt: skip
-        press_d = press_d * (np.concatenate([self.side_ramp(press_idx, 1.0)]) > 0.35)[:, None]
+        press_d = press_d * smoothstep((self.side_ramp(press_idx, 1.0) - 0.3) / 0.1)[:, None]
         s["mouthPressLeft"] = self.with_discs(
             self.spread(press_idx, press_d, 0.3 * mw, [T.NOSE_TIP, T.CHIN])
             + self.spread(mouth_c, 0.03 * mw * X, 0.3 * mw, centre_lips)
@@ -405,11 +409,23 @@ class Author:
         return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
 
 
-def jaw_weights(v: np.ndarray) -> np.ndarray:
-    """(N_PROXY,) the jaw mask on proxy ``v`` (eye discs 0)."""
+def jaw_weights(v: np.ndarray, ref: np.ndarray | None = None) -> np.ndarray:
+    """(N_PROXY,) the jaw mask on proxy ``v`` (eye discs 0); ``ref`` as in :class:`Author`."""
     out = np.zeros(T.N_PROXY)
-    out[: T.N_MESH] = Author(v).jaw_weight()
+    out[: T.N_MESH] = Author(v, ref).jaw_weight()
     return out
+
+
+@lru_cache(maxsize=8)
+def _geodesics_cached(v_bytes: bytes) -> np.ndarray:
+    return _geodesics(np.frombuffer(v_bytes, dtype=np.float64).reshape(T.N_PROXY, 3))
+
+
+def _geodesics(v: np.ndarray) -> np.ndarray:
+    e = T.proxy_edges()
+    w = np.linalg.norm(v[e[:, 0]] - v[e[:, 1]], axis=1) + 1e-9
+    g = sp.coo_matrix((w, (e[:, 0], e[:, 1])), shape=(T.N_MESH, T.N_MESH)).tocsr()
+    return dijkstra(g, directed=False)
 
 
 def jaw_transform(m: Measures, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -428,12 +444,14 @@ def mirror_geometry(v: np.ndarray) -> np.ndarray:
     return v[T.mirror_proxy_index()] * FLIP_X
 
 
-def author_shapes(v: np.ndarray) -> np.ndarray:
-    """(52, N_PROXY, 3) displacements (world metres) of the 52 ARKit shapes at weight 1, on proxy ``v``."""
+def author_shapes(v: np.ndarray, ref: np.ndarray | None = None) -> np.ndarray:
+    """(52, N_PROXY, 3) displacements (world metres) of the 52 ARKit shapes at weight 1, on proxy ``v``;
+    ``ref`` as in :class:`Author`."""
     v = np.asarray(v, dtype=np.float64)
-    a = Author(v)
+    ref = v if ref is None else np.asarray(ref, dtype=np.float64)
+    a = Author(v, ref)
     left = a.left_shapes()
-    mirrored = Author(mirror_geometry(v)).left_shapes()
+    mirrored = Author(mirror_geometry(v), mirror_geometry(ref)).left_shapes()
     mi = T.mirror_proxy_index()
     out = np.zeros((N_SHAPES, T.N_PROXY, 3))
     for name, d in left.items():

@@ -7,6 +7,7 @@ mesh's 52 shape keys for the Blender add-on) and the morph targets inside ``head
 from __future__ import annotations
 
 import json
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +18,11 @@ from engine.errors import BundleError
 from engine.rig.arkit import ARKIT_NAMES, to_dict
 from engine.rig.gltf import add_morph_targets
 from engine.rig.meshkeys import SHAPE_KEYS_FILE, ShapeKeys, mesh_shape_keys, write_shape_keys
-from engine.rig.rig import EXPRESSION_FILE, FaceRig, build_rig, read_photo_weights, write_expression
+from engine.rig.rig import EXPRESSION_FILE, FaceRig, build_rig, read_expression, write_expression
 
 _RIGS: OrderedDict = OrderedDict()
 _RIG_CACHE = 4
+_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -71,13 +73,15 @@ def rig_for_avatar(avatar) -> FaceRig:
     expr = path / avatar.manifest.get("files", {}).get("expression", EXPRESSION_FILE)
     lm_file = path / avatar.manifest.get("files", {}).get("landmarks", "landmarks.json")
     key = (str(path.resolve()), _mtime(lm_file), _mtime(expr))
-    if key in _RIGS:
-        _RIGS.move_to_end(key)
-        return _RIGS[key]
-    rig = build_rig(_landmarks(path, avatar.manifest), read_photo_weights(expr))
-    _RIGS[key] = rig
-    while len(_RIGS) > _RIG_CACHE:
-        _RIGS.popitem(last=False)
+    with _LOCK:
+        if key in _RIGS:
+            _RIGS.move_to_end(key)
+            return _RIGS[key]
+    rig = build_rig(_landmarks(path, avatar.manifest), **read_expression(expr))
+    with _LOCK:
+        _RIGS[key] = rig
+        while len(_RIGS) > _RIG_CACHE:
+            _RIGS.popitem(last=False)
     return rig
 
 

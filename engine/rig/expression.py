@@ -11,7 +11,8 @@ import numpy as np
 import torch
 
 from engine.rig.arkit import N_SHAPES
-from engine.rig.deform import CAVITY_RGB, BakedWarp, WarpSpec, cavity_depth_plane
+from engine.rig.baked import BakedWarp
+from engine.rig.deform import CAVITY_RGB, WarpSpec, cavity_depth_plane
 from engine.rig.rig import FaceRig
 
 BAKE_VOXEL_M = 0.004

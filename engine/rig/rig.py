@@ -67,6 +67,7 @@ class FaceRig:
             ),
             "jaw_open_deg": JAW_OPEN_DEG,
             "hinge_world_m": np.round(self.hinge, 6).tolist(),
+            "neutral_proxy_world_m": np.round(self.neutral, 7).tolist(),
             "proxy": {
                 "vertices": T.N_PROXY,
                 "layout": "mediapipe 468 + 2 iris centres + 2 x 16 eye-disc ring (engine/rig/topology.py)",
@@ -74,24 +75,31 @@ class FaceRig:
         }
 
 
-def build_rig(landmarks_world: np.ndarray, photo_weights: dict | None = None) -> FaceRig:
+def build_rig(
+    landmarks_world: np.ndarray,
+    photo_weights: dict | None = None,
+    estimate: str | None = None,
+    neutral_hint: np.ndarray | None = None,
+) -> FaceRig:
     """The rig of a face from its 478 mediapipe landmarks in the world frame. Without ``photo_weights`` the
     photo's expression is estimated (:mod:`engine.rig.neutral`); the shapes are authored on the neutral face, found
-    as a fixed point: neutral = photo - sum(w * shapes(neutral))."""
+    as the fixed point neutral = photo - sum(w * shapes(neutral)). ``estimate`` labels where given weights came
+    from and ``neutral_hint`` (N_PROXY, 3) starts the fixed point (an ``expression.json`` records both)."""
     lm = np.asarray(landmarks_world, dtype=np.float64)
-    if lm.shape[0] < T.N_MESH or lm.shape[1] != 3:
-        raise BundleError(f"expected 478 (or 468) landmarks of 3 coordinates, got {lm.shape}")
+    if lm.ndim != 2 or lm.shape[0] < 478 or lm.shape[1] != 3:
+        raise BundleError(f"expected 478 landmarks of 3 coordinates, got {lm.shape}")
     photo = T.proxy_positions(lm)
-    neutral = photo
     given = photo_weights is not None
     w = to_vector(photo_weights) if given else np.zeros(N_SHAPES)
-    for _ in range(NEUTRAL_ITERATIONS):
-        deltas = author_shapes(neutral)
-        if not given:
+    neutral = photo
+    if neutral_hint is not None and np.shape(neutral_hint) == photo.shape:
+        neutral = np.asarray(neutral_hint, dtype=np.float64)
+    if not given:
+        for _ in range(NEUTRAL_ITERATIONS):
+            deltas = author_shapes(neutral, photo)
             w = estimate_photo_weights(photo, deltas)
-        neutral = photo - np.tensordot(w, deltas, axes=1)
-    deltas = author_shapes(neutral)
-    neutral = photo - np.tensordot(w, deltas, axes=1)
+            neutral = photo - np.tensordot(w, deltas, axes=1)
+    neutral, deltas = _fixed_point(photo, w, neutral)
     return FaceRig(
         photo=photo,
         neutral=neutral,
@@ -99,24 +107,47 @@ def build_rig(landmarks_world: np.ndarray, photo_weights: dict | None = None) ->
         photo_weights=w,
         triangles=T.oriented_triangles(neutral),
         hinge=Measures.of(neutral).hinge,
-        jaw_weight=jaw_weights(neutral),
-        estimate="user" if given else "prior",
+        jaw_weight=jaw_weights(neutral, photo),
+        estimate=estimate or ("user" if given else "prior"),
     )
+
+
+def _fixed_point(photo: np.ndarray, w: np.ndarray, start: np.ndarray, tol_m: float = 1e-6, max_iter: int = 24):
+    """neutral = photo - sum(w * shapes(neutral)), iterated from ``start`` to ``tol_m``; returns it and its shapes
+    (region memberships taken on the photo's face, so the map is smooth and the iteration contracts)."""
+    neutral = start
+    for _ in range(max_iter):
+        deltas = author_shapes(neutral, photo)
+        nxt = photo - np.tensordot(w, deltas, axes=1)
+        done = np.abs(nxt - neutral).max() < tol_m
+        neutral = nxt
+        if done:
+            break
+    deltas = author_shapes(neutral, photo)
+    # exact at the photo: proxy_at(w) == photo (the shapes were authored on a neutral within tol_m of this one)
+    return photo - np.tensordot(w, deltas, axes=1), deltas
 
 
 def write_expression(path: Path, rig: FaceRig) -> None:
     Path(path).write_text(json.dumps(rig.to_json(), indent=2))
 
 
-def read_photo_weights(path: Path) -> dict | None:
-    """The photo weights stored in an ``expression.json``, or None when the file is absent."""
+def read_expression(path: Path) -> dict:
+    """``build_rig`` keyword arguments from an ``expression.json`` (photo weights, how they were found, the
+    neutral proxy to start from); empty when the file is absent."""
     path = Path(path)
     if not path.is_file():
-        return None
+        return {}
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise BundleError(f"{path} could not be read as JSON") from exc
     if data.get("format") != EXPRESSION_FORMAT:
         raise BundleError(f"{path} is not a Likeness expression file")
-    return {k: float(v) for k, v in data["photo_weights"].items() if k in ARKIT_NAMES}
+    out = {
+        "photo_weights": {k: float(v) for k, v in data["photo_weights"].items() if k in ARKIT_NAMES},
+        "estimate": str(data.get("estimate", "user")),
+    }
+    if "neutral_proxy_world_m" in data:
+        out["neutral_hint"] = np.array(data["neutral_proxy_world_m"], dtype=np.float64)
+    return out
