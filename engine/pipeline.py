@@ -117,6 +117,7 @@ def build_avatar(
         write_png(stage_dir / "normal.png", to_u8(np.where(mm["mask"][..., None], mm["normal_world"] * 0.5 + 0.5, 0.0)))
         write_png(stage_dir / "alpha.png", to_u8(an.matte))
         write_png(stage_dir / "photo_crop.png", to_u8(an.crop_rgb))
+        write_png(stage_dir / "photo.png", photo.rgb)  # the whole photo, upright: camera.photo's image
         write_png(stage_dir / "input_render.png", rgba_u8(inp))
         done("maps")
 
@@ -345,6 +346,7 @@ def _manifest(
             "depth_png": "depth.png",
             "normal": "normal.png",
             "alpha": "alpha.png",
+            "photo": "photo.png",
             "photo_crop": "photo_crop.png",
             "input_render": "input_render.png",
             "field": "field.safetensors",
