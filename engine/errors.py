@@ -75,6 +75,8 @@ class OutOfMemory(LikenessError):
 
 
 class BackendUnavailable(LikenessError):
-    """An optional backend (weights or package) is missing; callers fall back to the default."""
+    """An optional backend (weights or package) is missing or unusable. Callers fall back to the default when
+    the backend was only preferred (``auto``) and raise this when the user asked for it (exit code 2)."""
 
     code = "backend_unavailable"
+    exit_code = 2

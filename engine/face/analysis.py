@@ -67,7 +67,8 @@ def selfie_matte(rgb_u8: np.ndarray, face_xy: tuple[float, float]) -> np.ndarray
 
 
 def analyse(photo: Photo, cfg: BuildConfig) -> FaceAnalysis:
-    """Detect, choose, lift and crop. Raises the input errors of :mod:`engine.face.landmarks`."""
+    """Detect, choose, lift and crop. The pose is fitted to ``face.pose_points_px`` (the FAN's points where the
+    face-alignment backend ran). Raises the input errors of :mod:`engine.face.landmarks`."""
     face, n_faces, backend = choose_face(photo.rgb, cfg.face_index, cfg.landmark_backend)
     if n_faces > 1:
         log.warning(
@@ -82,7 +83,7 @@ def analyse(photo: Photo, cfg: BuildConfig) -> FaceAnalysis:
     else:
         focal, source = cfg.default_focal_35mm, "default"
     intr = photo_intrinsics(photo.width, photo.height, focal)
-    pose = estimate_pose(face.points_px, intr)
+    pose = estimate_pose(face.pose_points_px, intr)
     x0b, y0b, x1b, y1b = face.box_px
     fw = max(x1b - x0b, 0.8 * (y1b - y0b))
     side = cfg.crop_scale * fw

@@ -1,16 +1,24 @@
-"""Landmark backends behind one interface. mediapipe (embedded in its wheel) is the default; face-alignment is
-optional and used only when its package and weights are already on disk -- nothing is ever downloaded."""
+"""Landmark backends behind one interface. mediapipe (embedded in its wheel) finds every face and its dense 478
+landmarks; face-alignment's FAN (engine/face/fan.py), used only when its weights are already on disk, places the
+68 iBUG points that the head pose is fitted to. Nothing is ever downloaded."""
 
 from __future__ import annotations
 
 import logging
-import os
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from engine.errors import BackendUnavailable, FaceIndexError, FaceTooSmall, NoFaceFound
+from engine.face.fan import (
+    MEDIAPIPE_OF_IBUG68,
+    Fan,
+    crop_from_box,
+    ibug_box,
+    load_fan,
+    replace_pose_points,
+    run_fan,
+)
 from engine.face.quiet import quiet_native_stderr
 
 log = logging.getLogger("likeness")
@@ -22,10 +30,22 @@ MP_MAX_SIDE = 1600
 @dataclass(frozen=True)
 class FaceLandmarks:
     """One face: mediapipe-topology landmarks ``points_px`` (478, 3) = (u, v, z) in photo pixels, where z is
-    relative depth in the same pixel units (smaller is closer), and its box (x0, y0, x1, y1) in pixels."""
+    relative depth in the same pixel units (smaller is closer), and its box (x0, y0, x1, y1) in pixels.
+    ``ibug68_px`` (68, 2) are the FAN's iBUG-68 points in photo pixels when the face-alignment backend ran."""
 
     points_px: np.ndarray
     box_px: tuple[float, float, float, float]
+    ibug68_px: np.ndarray | None = None
+    pose_source: str = "mediapipe"
+    """What placed the pose points: ``mediapipe`` or ``face-alignment (<weights file>)``."""
+
+    @property
+    def pose_points_px(self) -> np.ndarray:
+        """(478, 3) landmarks for the head-pose fit: ``points_px`` with the template landmarks' (u, v) taken
+        from the FAN's matching iBUG points when there are any."""
+        if self.ibug68_px is None:
+            return self.points_px
+        return replace_pose_points(self.points_px, self.ibug68_px)
 
     @property
     def width_px(self) -> float:
@@ -40,9 +60,10 @@ class FaceLandmarks:
 def _face_mesh(img: np.ndarray, max_faces: int):
     import mediapipe as mp
 
-    with quiet_native_stderr(), mp.solutions.face_mesh.FaceMesh(
-        static_image_mode=True, max_num_faces=max_faces, refine_landmarks=True
-    ) as fm:
+    with (
+        quiet_native_stderr(),
+        mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=max_faces, refine_landmarks=True) as fm,
+    ):
         res = fm.process(np.ascontiguousarray(img))
     return [np.array([[q.x, q.y, q.z] for q in f.landmark], dtype=np.float64) for f in res.multi_face_landmarks or []]
 
@@ -52,9 +73,10 @@ def _detections(img: np.ndarray) -> list[tuple[float, float, float, float]]:
     import mediapipe as mp
 
     h, w = img.shape[:2]
-    with quiet_native_stderr(), mp.solutions.face_detection.FaceDetection(
-        model_selection=1, min_detection_confidence=0.5
-    ) as fd:
+    with (
+        quiet_native_stderr(),
+        mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5) as fd,
+    ):
         res = fd.process(np.ascontiguousarray(img))
     boxes = []
     for d in res.detections or []:
@@ -117,63 +139,59 @@ def _mediapipe_count_detections(rgb: np.ndarray) -> int:
     return len(res.detections or [])
 
 
-def face_alignment_weights_dir() -> Path:
-    """Where face-alignment's weights are looked for: $LIKENESS_FACE_ALIGNMENT_DIR, else torch's hub cache."""
-    env = os.environ.get("LIKENESS_FACE_ALIGNMENT_DIR")
-    if env:
-        return Path(env)
-    torch_home = os.environ.get("TORCH_HOME", os.path.join(os.path.expanduser("~"), ".cache", "torch"))
-    return Path(torch_home) / "hub" / "checkpoints"
-
-
-def load_face_alignment_weights(directory: Path | None = None) -> dict:
-    """Load face-alignment's 3D-FAN weights from a local folder (safetensors, or a TorchScript/.pth file opened
-    with ``weights_only``). Raises :class:`BackendUnavailable` with one clear line when absent."""
-    directory = Path(directory) if directory else face_alignment_weights_dir()
-    candidates = sorted(directory.glob("*3DFAN4*")) + sorted(directory.glob("*2DFAN4*")) if directory.is_dir() else []
-    if not candidates:
-        raise BackendUnavailable(
-            f"face-alignment weights not found in {directory}; using the embedded mediapipe landmarks",
-            "put 3DFAN4 weights there or set LIKENESS_FACE_ALIGNMENT_DIR",
-        )
-    path = candidates[0]
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return {"path": str(path), "state_dict": load_file(str(path))}
-    import torch
-
+def _fan_or_none(backend: str) -> Fan | None:
+    """The local FAN when ``backend`` wants one; ``auto`` without usable weights logs one line and gets None,
+    ``face-alignment`` raises :class:`BackendUnavailable`."""
+    if backend == "mediapipe":
+        return None
     try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file means the backend is unavailable
-        raise BackendUnavailable(f"face-alignment weights at {path} could not be read ({type(exc).__name__})") from exc
-    return {"path": str(path), "state_dict": state}
+        return load_fan()
+    except BackendUnavailable as exc:
+        if backend == "face-alignment":
+            raise
+        log.info("%s; pose landmarks come from mediapipe", exc.one_line())
+        return None
+
+
+def _agrees(face: FaceLandmarks, ibug68_px: np.ndarray) -> bool:
+    """Whether the FAN points lie where mediapipe put the same features: median gap under 10 % of the face."""
+    gap = np.linalg.norm(ibug68_px - face.points_px[MEDIAPIPE_OF_IBUG68, :2], axis=1)
+    return float(np.median(gap)) < 0.1 * face.size_px
+
+
+def refine_with_fan(rgb: np.ndarray, face: FaceLandmarks, fan: Fan, backend: str) -> FaceLandmarks:
+    """``face`` with the FAN's 68 iBUG points (``ibug68_px``) from a crop of its mediapipe box. Points that
+    disagree with mediapipe are dropped (a warning in ``auto``, :class:`BackendUnavailable` when asked for)."""
+    ibug68_px, _ = run_fan(fan, rgb, crop_from_box(ibug_box(face.points_px)))
+    if not _agrees(face, ibug68_px):
+        msg = f"face-alignment ({fan.name}) points disagree with mediapipe's face"
+        if backend == "face-alignment":
+            raise BackendUnavailable(msg, "check the weights file, or use the mediapipe backend")
+        log.warning("%s; pose landmarks come from mediapipe", msg)
+        return face
+    return replace(face, ibug68_px=ibug68_px, pose_source=f"face-alignment ({fan.name})")
 
 
 def detect_faces(rgb: np.ndarray, backend: str = "auto") -> tuple[list[FaceLandmarks], str]:
-    """All faces, largest first, and the name of the backend that found them.
-
-    ``face-alignment`` refines nothing yet beyond checking its weights: its 68 points do not carry the dense
-    mesh the head proxy needs, so landmarks always come from mediapipe; the check makes the choice explicit.
-    """
-    used = "mediapipe"
-    if backend in ("auto", "face-alignment"):
-        try:
-            load_face_alignment_weights()
-            log.info("face-alignment weights found; dense landmarks still come from mediapipe")
-        except BackendUnavailable as exc:
-            if backend == "face-alignment":
-                log.warning("%s", exc.message)
+    """All faces, largest first, and the backend that placed their pose points (``mediapipe`` or
+    ``face-alignment``). mediapipe always finds the faces and gives the dense 478 landmarks; a local FAN then
+    adds the 68 iBUG points of each face (``backend``: auto | mediapipe | face-alignment, see BuildConfig)."""
     faces = _mediapipe_faces(rgb)
     faces.sort(key=lambda f: -f.size_px)
+    fan = _fan_or_none(backend) if faces else None
+    if fan is None:
+        return faces, "mediapipe"
+    faces = [refine_with_fan(rgb, f, fan, backend) for f in faces]
+    used = "face-alignment" if any(f.ibug68_px is not None for f in faces) else "mediapipe"
     return faces, used
 
 
 def choose_face(rgb: np.ndarray, face_index: int = 0, backend: str = "auto") -> tuple[FaceLandmarks, int, str]:
-    """The face to build from, how many faces the photo shows, and the backend name.
+    """The face to build from, how many faces the photo shows, and the backend that placed its pose points
+    (only the chosen face is run through the FAN).
 
     Raises NoFaceFound, FaceTooSmall or FaceIndexError with a one-line message."""
-    faces, used = detect_faces(rgb, backend)
+    faces, _ = detect_faces(rgb, "mediapipe")
     if not faces:
         if _mediapipe_count_detections(rgb) > 0:
             raise FaceTooSmall(
@@ -189,4 +207,7 @@ def choose_face(rgb: np.ndarray, face_index: int = 0, backend: str = "auto") -> 
             f"the face is {face.size_px:.0f} pixels tall; Likeness needs at least {MIN_FACE_PX}",
             "use a closer or higher-resolution photo",
         )
-    return face, len(faces), used
+    fan = _fan_or_none(backend)
+    if fan is not None:
+        face = refine_with_fan(rgb, face, fan, backend)
+    return face, len(faces), "face-alignment" if face.ibug68_px is not None else "mediapipe"
