@@ -126,6 +126,9 @@ def _render_req(**kw):
 
 def test_render_request_validation():
     assert _render_req().output == "png"
+    # absent or null: the face as photographed; {} is the neutral face (a different request)
+    assert _render_req().expression is None and _render_req(expression=None).expression is None
+    assert _render_req(expression={}).expression == {}
     bad = [
         {"cam2world": [[2, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 1.5], [0, 0, 0, 1]]},  # scaled
         {"cam2world": [[-1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 1.5], [0, 0, 0, 1]]},  # mirrored

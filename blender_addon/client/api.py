@@ -225,13 +225,16 @@ class EngineClient:
         output: str = "png",
         timeout_s: float = RENDER_TIMEOUT_S,
     ) -> bytes:
-        """Neural render of the radiance field: PNG (RGBA, straight alpha) or, with ``output="depth_exr"``, EXR."""
+        """Neural render of the radiance field: PNG (RGBA, straight alpha) or, with ``output="depth_exr"``, EXR.
+        ``expression``: ARKit weights (names left out are 0, so ``{}`` is the neutral face); None renders the face
+        as photographed."""
         payload = {
             "cam2world": [[float(v) for v in row] for row in cam2world],
             "intrinsics": intrinsics,
-            "expression": {k: float(v) for k, v in (expression or {}).items()},
             "output": output,
         }
+        if expression is not None:
+            payload["expression"] = {k: float(v) for k, v in expression.items()}
         body = json.dumps(payload).encode("utf-8")
         raw, _ = self._request(
             "POST",

@@ -16,8 +16,8 @@ ARKIT_NAMES = frozenset(ARKIT_52)
 
 
 def frame_requests(scene: bpy.types.Scene, cam: bpy.types.Object, avatar: AvatarScene, frames: list[int]) -> list:
-    """For each frame: (frame, engine cam2world, intrinsics dict, expression {shape key: weight}), read by
-    stepping the scene through the frames (the current frame is restored)."""
+    """For each frame: (frame, engine cam2world, intrinsics dict, expression {shape key: weight} or None, see
+    :func:`expression_weights`), read by stepping the scene through the frames (the current frame is restored)."""
     current = scene.frame_current, scene.frame_subframe
     out = []
     try:
@@ -32,17 +32,19 @@ def frame_requests(scene: bpy.types.Scene, cam: bpy.types.Object, avatar: Avatar
     return out
 
 
-def expression_weights(head: bpy.types.Object | None) -> dict[str, float]:
-    """The head's current ARKit shape-key values (0..1, non-zero only), as the engine's render ``expression``."""
+def expression_weights(head: bpy.types.Object | None) -> dict[str, float] | None:
+    """The head's current ARKit shape-key values (0..1, non-zero only), as the engine's render ``expression``:
+    ``{}`` when every key is 0 (the neutral face). None when the head has no ARKit shape keys (a mesh without the
+    rig): the engine then renders the face as photographed."""
     keys = head.data.shape_keys if head is not None and head.type == "MESH" else None
-    if keys is None:
-        return {}
-    out = {}
-    for kb in keys.key_blocks[1:]:
-        name = canonical_name(kb.name)
-        if name in ARKIT_NAMES and not kb.mute and abs(kb.value) > 1e-6:
-            out[name] = min(1.0, max(0.0, float(kb.value)))
-    return out
+    blocks = [kb for kb in keys.key_blocks[1:] if canonical_name(kb.name) in ARKIT_NAMES] if keys else []
+    if not blocks:
+        return None
+    return {
+        canonical_name(kb.name): min(1.0, max(0.0, float(kb.value)))
+        for kb in blocks
+        if not kb.mute and abs(kb.value) > 1e-6
+    }
 
 
 def load_render(path: Path, name: str, *, sequence_frames: int = 0, frame_start: int = 1) -> bpy.types.Image:

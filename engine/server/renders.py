@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from engine.errors import LikenessError, OutOfMemory
+from engine.errors import InputError, LikenessError, OutOfMemory
 from engine.server.errors import ApiError, from_domain, not_found, scrub
 from engine.server.schema import RenderRequest
 from engine.server.workspace import NotFound, Workspace
@@ -24,23 +24,34 @@ CACHE_SIZE = 4
 MEDIA_TYPES = {"png": "image/png", "depth_exr": "image/x-exr"}
 
 
-def expression_deform(avatar, weights: dict[str, float]):
-    """The rig's deformation for ARKit ``weights``, or ApiError 422 when this engine has no rig."""
+def check_expression(weights: dict[str, float]) -> None:
+    """Cheap refusals before a render is queued: 422 ``expressions_unavailable`` when this engine has no rig,
+    ``bad_expression`` for a name that is not an ARKit-52 blendshape."""
     try:
-        from engine.rig.cli_support import deform_from_args
+        from engine.rig.arkit import parse_weights
     except ImportError as exc:
         raise ApiError(
             422,
             "expressions_unavailable",
             "this engine cannot render expressions yet (no expression rig installed)",
-            "send an empty 'expression' for the neutral face",
+            "leave out 'expression' to render the face as photographed",
         ) from exc
     try:
-        return deform_from_args(avatar, [f"{name}={float(w)!r}" for name, w in weights.items()])
+        parse_weights(weights)
+    except InputError as exc:
+        raise ApiError(422, "bad_expression", scrub(exc.message), scrub(exc.hint)) from exc
+
+
+def expression_deform(avatar, weights: dict[str, float]):
+    """The rig's deformation for ARKit ``weights``: absolute weights, names left out are 0, so ``{}`` is the
+    neutral face (docs/RIG.md). The caller skips this for an absent expression (the face as photographed)."""
+    check_expression(weights)
+    from engine.rig import deform_for_avatar
+
+    try:
+        return deform_for_avatar(avatar, weights)
     except LikenessError as exc:
         raise from_domain(exc) from exc
-    except (ValueError, KeyError) as exc:
-        raise ApiError(422, "bad_expression", scrub(str(exc)), "use ARKit-52 names such as jawOpen") from exc
 
 
 def encode(render: dict, output: str) -> bytes:
@@ -101,7 +112,7 @@ class Renderer:
             raise not_found("avatar") from exc
         except LikenessError as exc:
             raise from_domain(exc) from exc
-        deform = expression_deform(avatar, req.expression) if req.expression else None
+        deform = None if req.expression is None else expression_deform(avatar, req.expression)
         cam2world = np.array(req.cam2world, dtype=np.float64)
         intr = Intrinsics.from_dict(req.intrinsics.model_dump())
         try:
@@ -124,11 +135,8 @@ class Renderer:
             self.ws.resolve_artifact(avatar_id, "field")
         except NotFound as exc:
             raise not_found("avatar") from exc
-        if req.expression:
-            try:
-                import engine.rig.cli_support  # noqa: F401
-            except ImportError:
-                expression_deform(None, req.expression)  # raises the 422 with its message
+        if req.expression is not None:
+            check_expression(req.expression)
         if self.pending >= self.max_pending:
             raise ApiError(503, "busy", "too many renders are waiting", "retry shortly", {"Retry-After": "2"})
         self.pending += 1

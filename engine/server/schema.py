@@ -118,8 +118,11 @@ class RenderRequest(BaseModel):
 
     cam2world: list[list[float]] = Field(min_length=4, max_length=4, description="4x4 row-major, last row 0 0 0 1")
     intrinsics: IntrinsicsIn
-    expression: dict[str, float] = Field(
-        default_factory=dict, max_length=64, description="ARKit-52 blendshape weights 0..1, e.g. {jawOpen: 0.8}"
+    expression: dict[str, float] | None = Field(
+        default=None,
+        max_length=64,
+        description="ARKit-52 blendshape weights 0..1, e.g. {jawOpen: 0.8}; names left out are 0, so {} is the "
+        "neutral face. Absent or null: the face as photographed (the field as fitted, no expression warp)",
     )
     output: Literal["png", "depth_exr"] = "png"
 
@@ -145,8 +148,8 @@ class RenderRequest(BaseModel):
 
     @field_validator("expression")
     @classmethod
-    def _weights(cls, w: dict[str, float]) -> dict[str, float]:
-        for name, v in w.items():
+    def _weights(cls, w: dict[str, float] | None) -> dict[str, float] | None:
+        for name, v in (w or {}).items():
             if not (1 <= len(name) <= 64 and name.replace("_", "").isalnum() and name.isascii()):
                 raise ValueError("expression names are ARKit blendshape names such as jawOpen")
             if not 0.0 <= v <= 1.0:
