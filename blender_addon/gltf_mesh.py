@@ -29,7 +29,8 @@ class MeshData:
     """A triangle mesh in the engine world frame (metres, +Y up, face toward +Z).
 
     ``uv`` has Blender's orientation (v up from the bottom: ``v = 1 - v_gltf``). ``morphs`` maps each morph
-    target's name to per-vertex position offsets (N, 3), same frame.
+    target's name to per-vertex position offsets (N, 3), same frame; ``weights`` maps it to its default weight
+    (the node's ``weights``, else the mesh's, else 0): for a Likeness head, the photo's own expression.
     """
 
     positions: np.ndarray  # (N, 3) float64
@@ -37,6 +38,7 @@ class MeshData:
     normals: np.ndarray | None = None  # (N, 3)
     uv: np.ndarray | None = None  # (N, 2)
     morphs: dict[str, np.ndarray] = field(default_factory=dict)
+    weights: dict[str, float] = field(default_factory=dict)
     name: str = "head"
 
 
@@ -173,6 +175,13 @@ def read_glb(path: str | Path) -> MeshData:
     for name in dict.fromkeys(k for pm in prim_morphs for k in pm):
         parts = [pm.get(name, np.zeros_like(p)) for pm, p in zip(prim_morphs, positions, strict=True)]
         morphs[name] = np.concatenate(parts)
+    n_targets = max((len(p.get("targets", [])) for p in mesh["primitives"]), default=0)
+    node = doc["nodes"][node_index] if node_index >= 0 else {}
+    defaults = list(node.get("weights") or mesh.get("weights") or [])
+    weights = {
+        names[t] if t < len(names) else f"target_{t}": float(defaults[t]) if t < len(defaults) else 0.0
+        for t in range(n_targets)
+    }
     rot, trans = world[:3, :3], world[:3, 3]
     pos = np.concatenate(positions) @ rot.T + trans
     nrm = None
@@ -189,5 +198,6 @@ def read_glb(path: str | Path) -> MeshData:
         normals=nrm,
         uv=uv,
         morphs={k: v @ rot.T for k, v in morphs.items()},
+        weights={k: w for k, w in weights.items() if k in morphs},
         name=mesh.get("name") or "head",
     )

@@ -129,8 +129,11 @@ def test_arkit_spellings():
     assert arkit.canonical_name("custom shape") == "custom shape"
 
 
-def write_glb(path: Path, positions, triangles, uv=None, morphs=None, node=None, sparse_morph=None) -> None:
-    """A minimal GLB writer for tests: one mesh, one primitive, optional morph targets (dense, or one sparse)."""
+def write_glb(
+    path: Path, positions, triangles, uv=None, morphs=None, node=None, sparse_morph=None, weights=None
+) -> None:
+    """A minimal GLB writer for tests: one mesh, one primitive, optional morph targets (dense, or one sparse) and
+    the mesh's default morph ``weights`` (a list in target order)."""
     chunks, views, accessors = [], [], []
 
     def add(arr: np.ndarray, ctype: int, kind: str, sparse: tuple | None = None) -> int:
@@ -181,6 +184,8 @@ def write_glb(path: Path, positions, triangles, uv=None, morphs=None, node=None,
     mesh = {"name": "likeness_head", "primitives": [prim]}
     if names:
         mesh["extras"] = {"targetNames": names}
+    if weights is not None:
+        mesh["weights"] = list(weights)
     binary = b"".join(chunks)
     doc = {
         "asset": {"version": "2.0"},
@@ -237,8 +242,29 @@ def test_glb_reader_morph_targets_sparse_and_node_transform(tmp_path):
     np.testing.assert_allclose(m.morphs["jawOpen"], jaw)
     np.testing.assert_allclose(m.morphs["EyeBlinkLeft"][[2, 3]], [[0, 0, 0.2], [0.3, 0, 0]])
     np.testing.assert_allclose(m.morphs["EyeBlinkLeft"][[0, 1]], 0.0)
+    assert m.weights == {"jawOpen": 0.0, "EyeBlinkLeft": 0.0}  # no default weights: 0
     with pytest.raises(ValueError):
         gltf_mesh.read_glb(_write(tmp_path / "bad.glb", b"not a glb at all, really"))
+
+
+def test_glb_reader_default_morph_weights(tmp_path, bundle_dir):
+    pos = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], float)
+    d = np.full_like(pos, 0.1)
+    glb = tmp_path / "w.glb"
+    write_glb(glb, pos, np.array([[0, 1, 2]]), morphs={"jawOpen": d, "eyeBlink_L": d}, weights=[0.25, 0.5])
+    assert gltf_mesh.read_glb(glb).weights == {"jawOpen": 0.25, "eyeBlink_L": 0.5}
+    # the node's weights override the mesh's (glTF 2.0, 3.7.2.2)
+    write_glb(glb, pos, np.array([[0, 1, 2]]), morphs={"jawOpen": d, "eyeBlink_L": d}, weights=[0.25, 0.5],
+              node={"weights": [1.0, 0.0]})  # fmt: skip
+    assert gltf_mesh.read_glb(glb).weights == {"jawOpen": 1.0, "eyeBlink_L": 0.0}
+    # a Likeness bundle: the defaults are the photo's expression (expression.json)
+    expr = bundle_dir / "expression.json"
+    if not expr.is_file():
+        pytest.skip("the bundle predates the expression rig")
+    photo = json.loads(expr.read_text())["photo_weights"]
+    got = gltf_mesh.read_glb(bundle_dir / "head.glb").weights
+    assert len(got) == 52 and {k for k, v in got.items() if v > 0} == {k for k, v in photo.items() if v > 0}
+    assert all(abs(got[k] - photo.get(k, 0.0)) < 1e-6 for k in got)
 
 
 def _write(path: Path, data: bytes) -> Path:

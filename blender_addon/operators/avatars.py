@@ -74,7 +74,7 @@ class LIKENESS_OT_import_avatar(bpy.types.Operator):
         name="Photo",
         subtype="FILE_PATH",
         options={"SKIP_SAVE"},
-        description="The whole photo for the camera background (default: rebuilt from the bundle's photo crop)",
+        description="The whole photo for the camera background (default: the bundle's photo)",
     )
     photo_image: StringProperty(
         name="Photo Image",

@@ -136,14 +136,17 @@ def mesh_from_data(name: str, data: MeshData) -> bpy.types.Mesh:
 
 
 def add_shape_keys(obj: bpy.types.Object, data: MeshData) -> None:
-    """One shape key per morph target (ARKit names in Apple's spelling), range 0..1."""
+    """One shape key per morph target (ARKit names in Apple's spelling), range 0..1, set to the target's default
+    weight: a Likeness head's mesh is the neutral face and its defaults are the photo's expression, so the head
+    looks like the photo on import (zero the keys for the neutral face)."""
     basis = obj.shape_key_add(name="Basis", from_mix=False)
     base = np.empty(len(basis.data) * 3, np.float32)
     basis.data.foreach_get("co", base)
     for target, delta in data.morphs.items():
         kb = obj.shape_key_add(name=canonical_name(target), from_mix=False)
         kb.data.foreach_set("co", base + _to_blender(delta).astype(np.float32).ravel())
-        kb.slider_min, kb.slider_max, kb.value = 0.0, 1.0, 0.0
+        kb.slider_min, kb.slider_max = 0.0, 1.0
+        kb.value = min(1.0, max(0.0, float(data.weights.get(target, 0.0))))
 
 
 def _to_blender(points) -> np.ndarray:
