@@ -13,7 +13,7 @@ from ..bundle import IMPORT_KEYS
 from ..client import BuildOptions, Cancelled
 from ..preferences import download_dir, engine_settings
 from ..properties import QUALITY_ITEMS
-from .common import WAIT, finish, print_error
+from .common import WAIT, finish, idle, print_error
 
 
 def photo_bytes(context, filepath: str, image_name: str) -> tuple[bytes, str, str]:
@@ -65,10 +65,7 @@ class LIKENESS_OT_build(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        if jobs.active("build"):
-            cls.poll_message_set("A build is already running")
-            return False
-        return True
+        return idle(cls, "build", "A build is already running")
 
     def execute(self, context):
         if self.use_panel:

@@ -6,7 +6,7 @@ import bpy
 from bpy.props import BoolProperty, FloatProperty, IntProperty, StringProperty
 
 from .. import scene_io
-from .common import AVATAR, require_avatar
+from .common import AVATAR, require_avatar, require_frame_range
 
 
 class LIKENESS_OT_turntable(bpy.types.Operator):
@@ -44,8 +44,7 @@ class LIKENESS_OT_turntable(bpy.types.Operator):
         avatar = require_avatar(self, context, self.avatar)
         if avatar is None:
             return {"CANCELLED"}
-        if self.frame_end <= self.frame_start:
-            self.report({"ERROR"}, "The end frame must come after the start frame")
+        if not require_frame_range(self, self.frame_start, self.frame_end):
             return {"CANCELLED"}
         photo = avatar.camera
         lens0 = photo.data.lens if photo is not None else 50.0
@@ -100,8 +99,7 @@ class LIKENESS_OT_dolly_zoom(bpy.types.Operator):
         if source is None or source.type != "CAMERA":
             self.report({"ERROR"}, f"{self.camera or 'The photo camera'} is not a camera")
             return {"CANCELLED"}
-        if self.frame_end <= self.frame_start:
-            self.report({"ERROR"}, "The end frame must come after the start frame")
+        if not require_frame_range(self, self.frame_start, self.frame_end):
             return {"CANCELLED"}
         try:
             cam = scene_io.make_dolly_zoom(

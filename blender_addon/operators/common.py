@@ -1,4 +1,5 @@
-"""Helpers shared by the operators: the ``wait`` switch, turning a finished task into a report."""
+"""Helpers shared by the operators: the ``wait`` and ``avatar`` arguments, one running task of a kind at a time,
+argument checks that report, turning a finished task into a report."""
 
 from __future__ import annotations
 
@@ -31,6 +32,22 @@ def finish(op: bpy.types.Operator, task: jobs.Task, wait: bool, started: str) ->
         return {"FINISHED"}
     op.report({"WARNING"} if task.state == "cancelled" else {"ERROR"}, f"{task.label}: {task.error}")
     return {"CANCELLED"}
+
+
+def idle(cls, kind: str, message: str) -> bool:
+    """``poll()`` of an operator that runs one task of ``kind`` at a time: False, with ``message`` as the reason
+    Blender shows, while one runs."""
+    if jobs.active(kind):
+        cls.poll_message_set(message)
+        return False
+    return True
+
+
+def require_frame_range(op: bpy.types.Operator, frame_start: int, frame_end: int) -> bool:
+    if frame_end <= frame_start:
+        op.report({"ERROR"}, "The end frame must come after the start frame")
+        return False
+    return True
 
 
 def require_avatar(op: bpy.types.Operator, context, name: str) -> scene_io.AvatarScene | None:

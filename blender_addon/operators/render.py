@@ -15,7 +15,7 @@ from .. import engine_link, jobs, scene_io
 from ..client import Cancelled, NotFound
 from ..preferences import engine_settings
 from ..properties import RENDER_MODE_ITEMS
-from .common import AVATAR, WAIT, finish, print_error, require_avatar
+from .common import AVATAR, WAIT, finish, idle, print_error, require_avatar
 
 
 def _find_avatar_id(client, info: dict) -> str:
@@ -62,10 +62,7 @@ class LIKENESS_OT_neural_render(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        if jobs.active("render"):
-            cls.poll_message_set("A neural render is already running")
-            return False
-        return True
+        return idle(cls, "render", "A neural render is already running")
 
     def execute(self, context):
         scene = context.scene
