@@ -91,6 +91,7 @@ def load_field(path: Path, manifest: dict, device: str = "cpu") -> RadianceField
         photo_cx=float(intr[2]),
         photo_cy=float(intr[3]),
         canon_from_cv=state["canon_from_cv"].numpy(),
+        extra_views=int(state["extra_photo"].shape[0]) if "extra_photo" in state else 0,
     )
     field.load_state_dict(state)
     field.eval()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,7 +15,8 @@ import torch
 
 from engine import BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, __version__
 from engine.avatar import Avatar, torch_device
-from engine.build.fit import FitData, ProxyInitFit
+from engine.build.fit import FitData, ProxyInitFit, view_cam2world_gl
+from engine.build.views import ExtraView, attach_views, enable_view_photos, prepare_views
 from engine.config import BuildConfig
 from engine.conventions import CONVENTIONS_DOC
 from engine.extract.bake import bake_texture, mesh_maps
@@ -50,8 +51,11 @@ def build_avatar(
     progress: Progress | None = None,
     cancel: Callable[[], bool] | None = None,
     source_name: str = "photo",
+    extra_views: Sequence[ExtraView] = (),
 ) -> dict:
-    """Build the avatar bundle for ``photo`` at ``out_dir`` and return its manifest."""
+    """Build the avatar bundle for ``photo`` at ``out_dir`` and return its manifest. ``extra_views``: more
+    photos of the same person with cameras known relative to ``photo`` (engine.build.views); the field is fitted
+    to all of them and the photo term blends them. ``photo`` still defines the world frame and scale."""
     progress = progress or _noop
     device = torch_device(cfg.device)
     torch.manual_seed(cfg.seed)
@@ -78,8 +82,10 @@ def build_avatar(
     sim = an.pose.to_canonical
     centre_cv = sim.inverse().apply(np.zeros(3))
     proxy = build_head_proxy(an.matte, an.pose.landmarks_cv, centre_cv, an.work_intr, an.pose.scale)
-    field = make_field(an, cfg).to(device)
-    data = FitData(an.crop_rgb, an.matte, proxy, an.work_intr, sim.matrix())
+    extra, views_info = prepare_views(an, extra_views, cfg) if extra_views else ((), None)
+    field = make_field(an, cfg, extra_views=len(extra)).to(device)
+    attach_views(field, extra)
+    data = FitData(an.crop_rgb, an.matte, proxy, an.work_intr, sim.matrix(), extra)
     done("proxy")
 
     method = ProxyInitFit(cfg)
@@ -95,6 +101,7 @@ def build_avatar(
     opts = RenderOptions(n_coarse=cfg.n_coarse, n_fine=cfg.n_fine)
     geo = render_image(field, c2w, an.work_intr, RenderOptions(cfg.n_coarse, cfg.n_fine, learned_only=True), sim.scale)
     field.set_photo_depth(geo["depth_m"])
+    enable_view_photos(field, extra, cfg)
     inp = render_image(field, c2w, an.work_intr, opts, sim.scale)
     scores = input_view_scores(inp, an.crop_rgb, an.matte)
     done("input_view")
@@ -204,11 +211,34 @@ def build_avatar(
             info_fit,
             str(device),
         )
+        if views_info is not None:
+            manifest["extra_views"] = _extra_views_manifest(views_info, extra, extra_views)
         manifest["files"].update(rig_info["files"])
         manifest["rig"] = rig_info["rig"]
         write_json_atomic(stage_dir / MANIFEST, manifest)
         progress("write", 1.0)
     return manifest
+
+
+def _extra_views_manifest(info: dict, views, given) -> dict:
+    """What the manifest records of the extra views: the metre scale k and each view's carried camera."""
+    rows = []
+    for v, g, crop in zip(views, given, info["views"], strict=True):
+        rows.append(
+            {
+                "cam2world": view_cam2world_gl(v).tolist(),
+                "ref_from_cam_gl": np.asarray(g.ref_from_cam_gl).tolist(),
+                "sha256": g.photo.sha256,
+                **crop,
+            }
+        )
+    note = "relative translations multiplied by k = engine metres per true metre (triangulated landmarks)"
+    return {
+        "count": len(rows),
+        "metre_scale": {k: info[k] for k in ("k", "landmarks", "iqr")},
+        "note": note,
+        "views": rows,
+    }
 
 
 def _extract(field, cfg: BuildConfig, scale: float):

@@ -15,28 +15,65 @@ import torch
 import torch.nn.functional as F
 
 from engine.config import BuildConfig
-from engine.conventions import Intrinsics
+from engine.conventions import Intrinsics, cam2world_cv_to_gl
 from engine.errors import Cancelled
 from engine.field.model import RadianceField
-from engine.proxy.head import HeadProxy
+from engine.proxy.head import HeadProxy, matte_covers_cv
 from engine.render.rays import camera_rays_world
-from engine.render.renderer import RenderOptions, render_rays
+from engine.render.renderer import RenderOptions, render_image, render_rays
+
+
+@dataclass(frozen=True)
+class FitView:
+    """One training view: ``photo`` (S, S, 3) and ``matte`` (S, S) in [0, 1], ``intr`` its work camera,
+    ``cv_to_canon`` 4x4 similarity from its cv camera (metres) to the canonical frame."""
+
+    photo: np.ndarray
+    matte: np.ndarray
+    intr: Intrinsics
+    cv_to_canon: np.ndarray
 
 
 @dataclass
 class FitData:
-    """The one training view. ``photo`` (S, S, 3) and ``matte`` (S, S) in [0, 1]; ``proxy`` in the work camera;
-    ``cv_to_canon`` 4x4 similarity; ``intr`` the work camera."""
+    """The training views. The reference view (``photo``, ``matte``, ``intr``, ``cv_to_canon`` as in
+    :class:`FitView`) defines the canonical frame and carries the ``proxy`` (in its work camera); ``extra``
+    holds further views with known cameras (empty for the single-photo build)."""
 
     photo: np.ndarray
     matte: np.ndarray
     proxy: HeadProxy
     intr: Intrinsics
     cv_to_canon: np.ndarray
+    extra: tuple[FitView, ...] = ()
+
+    def views(self) -> list[FitView]:
+        """All views, the reference first."""
+        return [FitView(self.photo, self.matte, self.intr, self.cv_to_canon), *self.extra]
 
 
-def _canon_rays(data: FitData) -> tuple[np.ndarray, np.ndarray]:
-    """Canonical origins and unit directions of every work-camera pixel."""
+def view_cam2world_gl(view: FitView) -> np.ndarray:
+    """gl cam2world (4, 4) of a view in the world frame (world = canonical / scale, metres)."""
+    m = np.asarray(view.cv_to_canon, np.float64)
+    s = np.cbrt(abs(np.linalg.det(m[:3, :3])))
+    world_from_cv = np.eye(4)
+    world_from_cv[:3, :3] = m[:3, :3] / s
+    world_from_cv[:3, 3] = m[:3, 3] / s
+    return cam2world_cv_to_gl(world_from_cv)
+
+
+def view_depth_m(field: RadianceField, view: FitView, cfg: BuildConfig) -> np.ndarray:
+    """The field's z-depth (S, S) in metres (0 where empty) seen from a view's work camera (learned colour
+    only: depth does not depend on colour)."""
+    m = np.asarray(view.cv_to_canon, np.float64)
+    s = float(np.cbrt(abs(np.linalg.det(m[:3, :3]))))
+    opts = RenderOptions(cfg.n_coarse, cfg.n_fine, learned_only=True)
+    with torch.no_grad():
+        return render_image(field, view_cam2world_gl(view), view.intr, opts, s)["depth_m"]
+
+
+def _canon_rays(data: FitData | FitView) -> tuple[np.ndarray, np.ndarray]:
+    """Canonical origins and unit directions (S*S, 3) of every work-camera pixel of one view."""
     eye = np.eye(4)
     o, d, _ = camera_rays_world(np.diag([1.0, -1.0, -1.0, 1.0]) @ eye, data.intr)  # cv camera == 'world' here
     m = data.cv_to_canon
@@ -46,14 +83,42 @@ def _canon_rays(data: FitData) -> tuple[np.ndarray, np.ndarray]:
     return oc, dc
 
 
-def proxy_sdf_grid(proxy: HeadProxy, field: RadianceField, canon_to_cv: np.ndarray) -> np.ndarray:
-    """Signed distance (canonical units) of the proxy on the field's grid, indexed [z, y, x]."""
+def _ray_table(data: FitData) -> tuple[np.ndarray, ...]:
+    """Every work-camera pixel of every view, concatenated (reference first), float32 unless noted: canonical
+    origins and unit directions (R, 3), photo (R, 3), matte (R,), the proxy's front as canonical ray distance
+    (R,; NaN outside the reference view), and near-matte (R,) bool (the matte dilated by 4 pixels)."""
+    cols: list[list[np.ndarray]] = [[] for _ in range(6)]
+    for k, view in enumerate(data.views()):
+        oc, dc = _canon_rays(view)
+        if k == 0:
+            s = np.cbrt(abs(np.linalg.det(view.cv_to_canon[:3, :3])))
+            _, _, zpt = camera_rays_world(np.diag([1.0, -1.0, -1.0, 1.0]), view.intr)
+            proxy = (data.proxy.front_m.reshape(-1) / zpt * s).astype(np.float32)
+        else:
+            proxy = np.full(view.matte.size, np.nan, np.float32)
+        near = ndi.binary_dilation(view.matte > 0.5, iterations=4).reshape(-1)
+        parts = (oc, dc, view.photo.reshape(-1, 3), view.matte.reshape(-1), proxy, near)
+        for col, part in zip(cols, parts, strict=True):
+            col.append(part)
+    out = [np.concatenate(c).astype(np.float32) for c in cols[:5]]
+    return (*out, np.concatenate(cols[5]))
+
+
+def proxy_sdf_grid(
+    proxy: HeadProxy, field: RadianceField, canon_to_cv: np.ndarray, carve: tuple[FitView, ...] = ()
+) -> np.ndarray:
+    """Signed distance (canonical units) of the proxy on the field's grid, indexed [z, y, x]; with ``carve``
+    views, the proxy is cut to their mattes too (a visual hull: occupied only where every view's matte is)."""
     g = field.sdf.shape[-1]
     lin = np.linspace(-1.0, 1.0, g)
     zz, yy, xx = np.meshgrid(lin, lin, lin, indexing="ij")
     pts = np.stack([xx, yy, zz], -1).reshape(-1, 3) * float(field.box_half) + field.box_center.cpu().numpy()
     pc = pts @ canon_to_cv[:3, :3].T + canon_to_cv[:3, 3]
-    occ = proxy.occupancy_cv(pc).reshape(g, g, g)
+    occ = proxy.occupancy_cv(pc)
+    for view in carve:
+        to_cv = np.linalg.inv(view.cv_to_canon)
+        occ &= matte_covers_cv(pts @ to_cv[:3, :3].T + to_cv[:3, 3], view.matte, view.intr)
+    occ = occ.reshape(g, g, g)
     occ = ndi.binary_opening(occ, iterations=1)
     lab, n = ndi.label(occ)
     if n > 1:
@@ -120,7 +185,7 @@ class ProxyInitFit:
     def init(self, field: RadianceField, data: FitData, progress=None, cancel=None) -> dict:
         t0 = time.perf_counter()
         canon_to_cv = np.linalg.inv(data.cv_to_canon)
-        sdf = proxy_sdf_grid(data.proxy, field, canon_to_cv)
+        sdf = proxy_sdf_grid(data.proxy, field, canon_to_cv, data.extra)
         with torch.no_grad():
             field.sdf.copy_(torch.from_numpy(sdf)[None, None].to(field.sdf.device))
         field.refresh_normals()
@@ -144,8 +209,8 @@ class ProxyInitFit:
         return {"init_s": time.perf_counter() - t0, "init_colour_mse": float(loss.detach())}
 
     def _colour_targets(self, field, data: FitData, canon_to_cv: np.ndarray, sdf: np.ndarray):
-        """Near-surface canonical points and their initial colour: the photo where the input camera sees the
-        point, else where it sees the mirrored point, else the matte's edge colour."""
+        """Near-surface canonical points and their initial colour: the photo of the view that sees the point
+        most head-on, else of the view that sees the mirrored point, else the reference matte's edge colour."""
         vox = field.voxel
         zi, yi, xi = np.nonzero(np.abs(sdf) < 1.5 * vox)
         rng = np.random.default_rng(self.cfg.seed)
@@ -158,46 +223,59 @@ class ProxyInitFit:
             [data.intr.fx * centre[0] / centre[2] + data.intr.cx, data.intr.fy * centre[1] / centre[2] + data.intr.cy]
         )
         edge = _silhouette_colour(data.photo, data.matte, centre_uv)
-        target, seen = self._project(pts, data, canon_to_cv, edge, field)
+        fronts = [data.proxy.front_m] + [view_depth_m(field, v, self.cfg) for v in data.extra]
+        target, seen = self._project_views(pts, data, fronts, edge, field)
         mirror = pts * np.array([-1.0, 1.0, 1.0], np.float32)
-        mtarget, mseen = self._project(mirror, data, canon_to_cv, edge, field)
+        mtarget, mseen = self._project_views(mirror, data, fronts, edge, field)
         use_mirror = ~seen & mseen
         target[use_mirror] = mtarget[use_mirror]
         return pts, target.astype(np.float32)
 
-    def _project(self, pts, data: FitData, canon_to_cv, edge, field):
+    def _project_views(self, pts, data: FitData, fronts: list[np.ndarray], edge, field):
+        """Colour (N, 3) and seen (N,) over all views: the seeing view with the largest cosine wins; points no
+        view sees get the reference view's edge colour."""
+        found = [self._project(pts, v, front, field) for v, front in zip(data.views(), fronts, strict=True)]
+        ref_colour, ref_seen, _, ref_pix = found[0]
+        edge_colour = edge[ref_pix]
+        if len(found) == 1:
+            return np.where(ref_seen[:, None], ref_colour, edge_colour), ref_seen
+        cos = np.stack([np.where(f[1], f[2], -np.inf) for f in found])
+        best = np.argmax(cos, axis=0)
+        seen = np.isfinite(cos.max(axis=0))
+        colour = np.stack([f[0] for f in found])[best, np.arange(len(pts))]
+        return np.where(seen[:, None], colour, edge_colour), seen
+
+    def _project(self, pts, view: FitView, front_m: np.ndarray, field):
+        """Photo colour (N, 3) of one view at canonical points (N, 3), whether the view sees them (N,) against
+        its z-depth map ``front_m`` (S, S) in metres, the cosine between normal and view ray (N,), and the pixel
+        (iv, iu) each point falls in."""
+        canon_to_cv = np.linalg.inv(view.cv_to_canon)
         pc = pts @ canon_to_cv[:3, :3].T + canon_to_cv[:3, 3]
-        intr = data.intr
+        intr = view.intr
         u = intr.fx * pc[:, 0] / pc[:, 2] + intr.cx
         v = intr.fy * pc[:, 1] / pc[:, 2] + intr.cy
-        h, w = data.matte.shape
+        h, w = view.matte.shape
         iu = np.clip(u.astype(np.int64), 0, w - 1)
         iv = np.clip(v.astype(np.int64), 0, h - 1)
-        s = np.cbrt(abs(np.linalg.det(data.cv_to_canon[:3, :3])))
+        s = np.cbrt(abs(np.linalg.det(view.cv_to_canon[:3, :3])))
         tol = 2.0 * field.voxel / s
-        front = data.proxy.front_m[iv, iu]
-        seen = (data.matte[iv, iu] > 0.5) & (np.abs(pc[:, 2] - front) < tol) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+        front = front_m[iv, iu]
+        seen = (view.matte[iv, iu] > 0.5) & (np.abs(pc[:, 2] - front) < tol) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
         # Foreshortened surfaces take the photo only when they face the camera enough.
         n = F.normalize(field._grid(field.normals, torch.from_numpy(pts).to(field.sdf.device)), dim=-1).cpu().numpy()
-        view = pc / np.linalg.norm(pc, axis=1, keepdims=True)
-        view_c = view @ (data.cv_to_canon[:3, :3] / s).T
-        seen &= -(n * view_c).sum(-1) > 0.25
-        colour = np.where(seen[:, None], data.photo[iv, iu], edge[iv, iu])
-        return colour, seen
+        ray = pc / np.linalg.norm(pc, axis=1, keepdims=True)
+        ray_c = ray @ (view.cv_to_canon[:3, :3] / s).T
+        cos = -(n * ray_c).sum(-1)
+        seen &= cos > 0.25
+        return view.photo[iv, iu], seen, cos, (iv, iu)
 
     # ------------------------------------------------------------------ fit
     def fit(self, field: RadianceField, data: FitData, progress=None, cancel=None) -> dict:
         cfg = self.cfg
         t0 = time.perf_counter()
-        oc, dc = _canon_rays(data)
         dev = field.sdf.device
-        photo = torch.from_numpy(data.photo.reshape(-1, 3).astype(np.float32)).to(dev)
-        matte = torch.from_numpy(data.matte.reshape(-1).astype(np.float32)).to(dev)
-        s = np.cbrt(abs(np.linalg.det(data.cv_to_canon[:3, :3])))
-        _, _, zpt = camera_rays_world(np.diag([1.0, -1.0, -1.0, 1.0]), data.intr)
-        proxy_t = torch.from_numpy((data.proxy.front_m.reshape(-1) / zpt * s).astype(np.float32)).to(dev)
-        oc_t, dc_t = torch.from_numpy(oc.astype(np.float32)).to(dev), torch.from_numpy(dc.astype(np.float32)).to(dev)
-        near_matte = torch.from_numpy(ndi.binary_dilation(data.matte > 0.5, iterations=4).reshape(-1)).to(dev)
+        oc_t, dc_t, photo, matte, proxy_t, near_matte = (torch.from_numpy(a).to(dev) for a in _ray_table(data))
+        has_proxy = torch.isfinite(proxy_t)
         fg_idx = torch.nonzero(near_matte)[:, 0]
         gen = torch.Generator().manual_seed(cfg.seed + 1)
         opts = RenderOptions(n_coarse=cfg.n_coarse, n_fine=cfg.n_fine, learned_only=True)
@@ -226,7 +304,8 @@ class ProxyInitFit:
             # soft matte edge does not darken the colours).
             l_rgb = F.mse_loss(rgb[fg], photo[idx][fg] * alpha[fg, None].detach()) if fg.any() else rgb.sum() * 0
             l_alpha = F.binary_cross_entropy(alpha.clamp(1e-4, 1 - 1e-4), m)
-            l_depth = ((tdep[fg] - proxy_t[idx][fg]).abs() / field.voxel).clamp(max=10).mean() if fg.any() else 0.0
+            fd = fg & has_proxy[idx]  # the proxy's depth is known in the reference view only
+            l_depth = ((tdep[fd] - proxy_t[idx][fd]).abs() / field.voxel).clamp(max=10).mean() if fd.any() else 0.0
             sp = sym_pts[torch.randint(0, len(sym_pts), (4096,), generator=gen).to(dev)]
             mir = sp * torch.tensor([-1.0, 1.0, 1.0], device=dev)
             l_sym = (field.learned_colour(sp) - field.learned_colour(mir)).abs().mean()

@@ -22,7 +22,8 @@ def field_box(analysis: FaceAnalysis) -> tuple[np.ndarray, float]:
     return centre.astype(np.float32), float(1.1 * half_m * sim.scale)
 
 
-def make_field(analysis: FaceAnalysis, cfg: BuildConfig) -> RadianceField:
+def make_field(analysis: FaceAnalysis, cfg: BuildConfig, extra_views: int = 0) -> RadianceField:
+    """The field for the reference photo's analysis, with ``extra_views`` more photo slots."""
     centre, half = field_box(analysis)
     wi = analysis.work_intr
     return RadianceField(
@@ -37,4 +38,5 @@ def make_field(analysis: FaceAnalysis, cfg: BuildConfig) -> RadianceField:
         photo_cx=wi.cx,
         photo_cy=wi.cy,
         canon_from_cv=analysis.pose.to_canonical.matrix(),
+        extra_views=extra_views,
     )

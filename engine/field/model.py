@@ -8,7 +8,10 @@ x (v from the field's own input-view depth and the surface's foreshortening), an
 colour ``c_theta`` elsewhere (initialised by projecting the photo with a mirror-symmetric fill). Like pixel-aligned
 fields (PixelNeRF, the real-time triplane encoder), the input image conditions the field.
 
-Colour is view-independent (one photo carries no view-dependent signal)."""
+With extra views (photos with known cameras, fitted together with the reference photo), the photo term takes
+each point's colour from every view that sees it, weighted toward the view that sees it most head-on (see
+:meth:`RadianceField.photo_term`). Colour is view-independent (a handful of photos carries too little
+view-dependent signal to fit)."""
 
 from __future__ import annotations
 
@@ -36,7 +39,11 @@ class RadianceField(nn.Module):
         photo_cx: float,
         photo_cy: float,
         canon_from_cv: np.ndarray,
+        extra_views: int = 0,
     ) -> None:
+        """``photo`` (H, W, 3) in [0, 1] is the reference view's work crop with pinhole ``photo_f*, photo_c*``
+        (pixels) and ``canon_from_cv`` (4, 4); ``extra_views`` reserves that many more photo slots of the same
+        size (filled by :meth:`set_extra_view`; none for a single-photo build, whose state is unchanged)."""
         super().__init__()
         self.register_buffer("box_center", torch.as_tensor(np.asarray(box_center), dtype=torch.float32))
         self.register_buffer("box_half", torch.tensor(float(box_half)))
@@ -53,6 +60,18 @@ class RadianceField(nn.Module):
         m = torch.as_tensor(np.asarray(canon_from_cv), dtype=torch.float32)
         self.register_buffer("canon_from_cv", m)
         self.register_buffer("photo_enabled", torch.tensor(0.0))
+        if extra_views > 0:
+            e, (h, w) = extra_views, img.shape[2:]
+            self.register_buffer("extra_photo", torch.zeros(e, 3, h, w))
+            self.register_buffer("extra_photo_depth", torch.zeros(e, 1, h, w))
+            self.register_buffer("extra_photo_intr", torch.zeros(e, 4))
+            self.register_buffer("extra_canon_from_cv", torch.eye(4).repeat(e, 1, 1))
+            self.register_buffer("extra_enabled", torch.zeros(e))
+
+    @property
+    def n_extra_views(self) -> int:
+        """Photo slots beside the reference photo."""
+        return int(self.extra_photo.shape[0]) if hasattr(self, "extra_photo") else 0
 
     # ----------------------------------------------------------------- geometry
     @property
@@ -113,26 +132,30 @@ class RadianceField(nn.Module):
         return ((x - m[:3, 3]) @ rot) / s
 
     def photo_term(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Photo colour at the projection of x and its visibility weight v in [0, 1]."""
-        pc = self.to_cv(x)
-        fx, fy, cx, cy = self.photo_intr
-        z = pc[:, 2].clamp(min=1e-4)
-        h, w = self.photo.shape[-2:]
-        gx = 2.0 * (fx * pc[:, 0] / z + cx) / w - 1.0
-        gy = 2.0 * (fy * pc[:, 1] / z + cy) / h - 1.0
-        grid = torch.stack([gx, gy], -1).view(1, -1, 1, 2)
-        rgb = F.grid_sample(self.photo, grid, mode="bilinear", align_corners=False).view(3, -1).t()
-        depth = F.grid_sample(self.photo_depth, grid, mode="nearest", align_corners=False).view(-1)
-        scale = self.canon_from_cv[:3, :3].det().abs().pow(1.0 / 3.0)
-        vox_m = self.voxel / scale
-        vis = torch.sigmoid((depth + 1.5 * vox_m - pc[:, 2]) / (0.5 * vox_m))
-        n = self._grid(self.normals, x)
-        view = F.normalize(pc, dim=-1) @ (self.canon_from_cv[:3, :3] / scale).t()
-        cos = -(n * view).sum(-1)
-        graze = ((cos - 0.1) / 0.25).clamp(0.0, 1.0)
-        inside = (gx.abs() < 1) & (gy.abs() < 1) & (depth > 0)
-        v = vis * graze * inside.float() * self.photo_enabled
-        return rgb, v
+        """Photo colour (N, 3) at the projection of canonical x (N, 3) and its visibility weight v (N,) in [0, 1].
+        With extra views: each seeing view k weighs ``v_k * cos_k^8`` (cos_k between the normal and its ray),
+        colours are blended by those weights and v = max_k v_k."""
+        rgb, v, cos = _photo_sample(self, x, self.photo, self.photo_depth, self.photo_intr, self.canon_from_cv)
+        v = v * self.photo_enabled
+        if self.n_extra_views == 0:
+            return rgb, v
+        ws, rgbs, vs = [v * cos.clamp(min=0.0) ** 8], [rgb], [v]
+        for k in range(self.n_extra_views):
+            rgb_k, v_k, cos_k = _photo_sample(
+                self,
+                x,
+                self.extra_photo[k : k + 1],
+                self.extra_photo_depth[k : k + 1],
+                self.extra_photo_intr[k],
+                self.extra_canon_from_cv[k],
+            )
+            v_k = v_k * self.extra_enabled[k]
+            ws.append(v_k * cos_k.clamp(min=0.0) ** 8)
+            rgbs.append(rgb_k)
+            vs.append(v_k)
+        w = torch.stack(ws)
+        blend = (w[..., None] * torch.stack(rgbs)).sum(0) / w.sum(0).clamp(min=1e-8)[:, None]
+        return blend, torch.stack(vs).max(0).values
 
     def colour(self, x: torch.Tensor, learned_only: bool = False) -> torch.Tensor:
         learned = self.learned_colour(x)
@@ -151,8 +174,47 @@ class RadianceField(nn.Module):
         self.normals.copy_(F.normalize(n, dim=0)[None])
 
     @torch.no_grad()
-    def set_photo_depth(self, depth_m: np.ndarray) -> None:
-        """The input view's z-depth (H, W) in metres (0 where empty); enables the photo term."""
-        d = torch.as_tensor(np.asarray(depth_m, dtype=np.float32))
-        self.photo_depth.copy_(d[None, None])
-        self.photo_enabled.fill_(1.0)
+    def set_photo_depth(self, depth_m: np.ndarray, view: int = 0) -> None:
+        """A view's z-depth (H, W) in metres (0 where empty), seen by its camera; enables that view in the photo
+        term. ``view`` 0 is the reference photo, k >= 1 the k-th extra view."""
+        d = torch.as_tensor(np.asarray(depth_m, dtype=np.float32), device=self.photo_depth.device)
+        if view == 0:
+            self.photo_depth.copy_(d[None, None])
+            self.photo_enabled.fill_(1.0)
+        else:
+            self.extra_photo_depth[view - 1].copy_(d[None])
+            self.extra_enabled[view - 1] = 1.0
+
+    @torch.no_grad()
+    def set_extra_view(self, k: int, photo: np.ndarray, intr_px: tuple, canon_from_cv: np.ndarray) -> None:
+        """Fill extra slot ``k`` (0-based): work crop (H, W, 3) in [0, 1], its (fx, fy, cx, cy) in pixels and
+        4x4 cv -> canonical similarity. The slot stays disabled until :meth:`set_photo_depth` gives its depth."""
+        dev = self.extra_photo.device
+        self.extra_photo[k].copy_(torch.as_tensor(np.asarray(photo, np.float32), device=dev).permute(2, 0, 1))
+        self.extra_photo_intr[k].copy_(torch.tensor([float(c) for c in intr_px], device=dev))
+        self.extra_canon_from_cv[k].copy_(torch.as_tensor(np.asarray(canon_from_cv), dtype=torch.float32, device=dev))
+
+
+def _photo_sample(field: RadianceField, x, photo, photo_depth, photo_intr, canon_from_cv):
+    """One view's photo colour (N, 3) at canonical x (N, 3), its visibility (N,) (depth test against the view's
+    z-depth ``photo_depth`` (1, 1, H, W) in metres, damped at grazing angles, 0 outside the image) and the
+    cosine (N,) between the surface normal and the ray toward the camera."""
+    scale = canon_from_cv[:3, :3].det().abs().pow(1.0 / 3.0)
+    rot = canon_from_cv[:3, :3] / scale
+    pc = ((x - canon_from_cv[:3, 3]) @ rot) / scale
+    fx, fy, cx, cy = photo_intr
+    z = pc[:, 2].clamp(min=1e-4)
+    h, w = photo.shape[-2:]
+    gx = 2.0 * (fx * pc[:, 0] / z + cx) / w - 1.0
+    gy = 2.0 * (fy * pc[:, 1] / z + cy) / h - 1.0
+    grid = torch.stack([gx, gy], -1).view(1, -1, 1, 2)
+    rgb = F.grid_sample(photo, grid, mode="bilinear", align_corners=False).view(3, -1).t()
+    depth = F.grid_sample(photo_depth, grid, mode="nearest", align_corners=False).view(-1)
+    vox_m = field.voxel / scale
+    vis = torch.sigmoid((depth + 1.5 * vox_m - pc[:, 2]) / (0.5 * vox_m))
+    n = field._grid(field.normals, x)
+    view = F.normalize(pc, dim=-1) @ (canon_from_cv[:3, :3] / scale).t()
+    cos = -(n * view).sum(-1)
+    graze = ((cos - 0.1) / 0.25).clamp(0.0, 1.0)
+    inside = (gx.abs() < 1) & (gy.abs() < 1) & (depth > 0)
+    return rgb, vis * graze * inside.float(), cos

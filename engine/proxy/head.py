@@ -119,3 +119,18 @@ def build_head_proxy(
     min_thick = 2.0 * m_per_px
     back = np.maximum(back, front + min_thick)
     return HeadProxy(front.astype(np.float32), back.astype(np.float32), inside, intr, z_c)
+
+
+def matte_covers_cv(points_cv: np.ndarray, matte: np.ndarray, intr: Intrinsics, margin_px: int = 2) -> np.ndarray:
+    """Visual-hull test for one more view: True where cv-camera points (N, 3) of that view project into its
+    ``matte`` (H, W) > 0.5 dilated by ``margin_px``, or outside its image (no evidence there: not carved)."""
+    inside = ndi.binary_dilation(matte > 0.5, iterations=margin_px) if margin_px > 0 else matte > 0.5
+    z = points_cv[:, 2]
+    safe = np.where(z > 1e-6, z, 1.0)
+    iu = np.floor(intr.fx * points_cv[:, 0] / safe + intr.cx).astype(np.int64)
+    iv = np.floor(intr.fy * points_cv[:, 1] / safe + intr.cy).astype(np.int64)
+    h, w = inside.shape
+    in_img = (z > 1e-6) & (iu >= 0) & (iv >= 0) & (iu < w) & (iv < h)
+    out = ~in_img
+    out[in_img] = inside[iv[in_img], iu[in_img]]
+    return out

@@ -11,7 +11,9 @@ Variants:
   voxel (density everywhere, gradients everywhere), the triplanes as N(0, 0.01), the decoder at PyTorch's
   default, and the fit's colour prior points at the random field's own colours (Portrait NeRF Table 2's random
   initialisation). The fit itself -- including its proxy-depth agreement term -- is unchanged, so this isolates
-  the initialisation, not the proxy's role as a loss."""
+  the initialisation, not the proxy's role as a loss.
+* ``extra_views`` (engine.build.views.ExtraView, default none): more input photos with known cameras relative to
+  the input photo, fitted together with it exactly as build_avatar(extra_views=...) does (Portrait NeRF Table 5)."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import torch
 
 from engine.avatar import Avatar, torch_device
 from engine.build.fit import FitData, ProxyInitFit
+from engine.build.views import attach_views, enable_view_photos, prepare_views
 from engine.config import BuildConfig
 from engine.face.analysis import analyse
 from engine.face.camera import HeadPose
@@ -60,7 +63,7 @@ def camera_frame_pose(pose: HeadPose) -> HeadPose:
     return HeadPose(Similarity(sim.scale, rot, -sim.scale * rot @ centre_cv), pose.landmarks_cv)
 
 
-def fit_avatar(photo, cfg: BuildConfig, frame: str = "canonical", init: str = "proxy", progress=None):
+def fit_avatar(photo, cfg: BuildConfig, frame: str = "canonical", init: str = "proxy", progress=None, extra_views=()):
     """Returns (Avatar with the fitted field, landmarks_world (478, 3), info dict)."""
     if frame not in ("canonical", "world") or init not in ("proxy", "random"):
         raise ValueError("frame must be canonical|world and init proxy|random")
@@ -74,8 +77,10 @@ def fit_avatar(photo, cfg: BuildConfig, frame: str = "canonical", init: str = "p
     sim = an.pose.to_canonical
     centre_cv = sim.inverse().apply(np.zeros(3))
     proxy = build_head_proxy(an.matte, an.pose.landmarks_cv, centre_cv, an.work_intr, an.pose.scale)
-    field = make_field(an, cfg).to(device)
-    data = FitData(an.crop_rgb, an.matte, proxy, an.work_intr, sim.matrix())
+    extra, views_info = prepare_views(an, extra_views, cfg) if extra_views else ((), None)
+    field = make_field(an, cfg, extra_views=len(extra)).to(device)
+    attach_views(field, extra)
+    data = FitData(an.crop_rgb, an.matte, proxy, an.work_intr, sim.matrix(), extra)
     t["analyse_proxy"] = time.perf_counter() - t0
     method = (RandomInitFit if init == "random" else ProxyInitFit)(cfg)
     t1 = time.perf_counter()
@@ -87,6 +92,7 @@ def fit_avatar(photo, cfg: BuildConfig, frame: str = "canonical", init: str = "p
     c2w = an.pose.cam2world_gl()
     geo = render_image(field, c2w, an.work_intr, RenderOptions(cfg.n_coarse, cfg.n_fine, learned_only=True), sim.scale)
     field.set_photo_depth(geo["depth_m"])
+    enable_view_photos(field, extra, cfg)
     manifest = {
         "canonical": {"scale": sim.scale},
         "camera": {"cam2world": c2w.tolist(), "work": {"intrinsics": an.work_intr.to_dict()}},
@@ -97,6 +103,8 @@ def fit_avatar(photo, cfg: BuildConfig, frame: str = "canonical", init: str = "p
         "frame": frame,
         "init": init,
         "method": method.name,
+        "extra_views": len(extra),
+        "metre_scale": {k: views_info[k] for k in ("k", "landmarks", "iqr")} if views_info else None,
         "timings_s": {k: round(v, 2) for k, v in t.items()},
         "fit_last": info_fit.get("history", [])[-1:] if info_fit else [],
         "photo_camera_rotation_deg": float(
