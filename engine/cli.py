@@ -47,7 +47,7 @@ def _build(photo, args, out: Path, name: str) -> int:
     from engine.config import preset
     from engine.pipeline import build_avatar
 
-    overrides = {"device": args.device, "face_index": args.face}
+    overrides = {"device": args.device, "face_index": args.face, "landmark_backend": args.landmarks}
     if getattr(args, "focal_35mm", None):
         overrides["focal_35mm"] = args.focal_35mm
     cfg = preset(args.quality, **overrides)
@@ -190,6 +190,12 @@ def make_parser() -> argparse.ArgumentParser:
         sp.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
         sp.add_argument("--face", type=int, default=0, help="which face when the photo shows several (largest=0)")
         sp.add_argument("--focal-35mm", type=float, default=0.0, help="override the EXIF / default focal length")
+        sp.add_argument(
+            "--landmarks",
+            default="auto",
+            choices=["auto", "mediapipe", "face-alignment"],
+            help="head-pose landmarks: auto uses face-alignment when its weights are on disk (docs/ARCHITECTURE.md)",
+        )
 
     b = sub.add_parser("build", help="build an avatar bundle from a photo")
     b.add_argument("photo")

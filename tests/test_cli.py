@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -52,6 +53,33 @@ def test_face_index_out_of_range(tmp_path, astronaut_png):
     f.write_bytes(astronaut_png)
     p = run("build", str(f), "--face", "3", "-o", str(tmp_path / "b"))
     assert p.returncode == 2 and "--face 3" in _errline(p)
+
+
+def test_face_alignment_demanded_without_weights(tmp_path, astronaut_png):
+    f = tmp_path / "a.png"
+    f.write_bytes(astronaut_png)
+    env_dir = tmp_path / "no_weights"
+    env_dir.mkdir()
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "engine",
+            "-q",
+            "build",
+            str(f),
+            "--landmarks",
+            "face-alignment",
+            "-o",
+            str(tmp_path / "b"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "LIKENESS_FACE_ALIGNMENT_DIR": str(env_dir)},
+    )
+    assert p.returncode == 2 and "face-alignment" in _errline(p)
+    assert not (tmp_path / "b").exists()
 
 
 def test_cuda_demanded_without_gpu(tmp_path, astronaut_png):

@@ -185,6 +185,14 @@ def test_scrub_removes_paths():
     assert scrub("image/png and 50 MB/s stay") == "image/png and 50 MB/s stay"
 
 
+def test_missing_backend_is_service_unavailable():
+    from engine.errors import BackendUnavailable
+    from engine.server.errors import from_domain
+
+    err = from_domain(BackendUnavailable("face-alignment weights not found in /home/alice/w", "put them there"))
+    assert err.status == 503 and err.code == "backend_unavailable" and "alice" not in err.message
+
+
 def test_classify_out_of_memory():
     import torch
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from engine.errors import (
+    BackendUnavailable,
     BundleError,
     Cancelled,
     DeviceUnavailable,
@@ -44,7 +45,7 @@ def status_of(exc: LikenessError) -> int:
         return 422
     if isinstance(exc, Cancelled):
         return 409
-    if isinstance(exc, OutOfMemory | DeviceUnavailable):
+    if isinstance(exc, OutOfMemory | DeviceUnavailable | BackendUnavailable):
         return 503
     return 500
 
