@@ -49,6 +49,7 @@ VIEW_ROWS = [
 VIEW_COLS = [
     ("variant", "variant", 0),
     ("in_psnr", "input PSNR", 2),
+    ("in_iou", "input IoU", 4),
     ("psnr_db", "held-out PSNR dB", 2),
     ("ssim", "held-out SSIM", 4),
     ("iou", "IoU", 4),
@@ -184,6 +185,7 @@ def _views_row(label, rep, fit_s, info, fitted):
         "variant": label,
         "fitted_views": fitted,
         "in_psnr": i["psnr_db"],
+        "in_iou": i["iou"],
         **{k: n[k] for k in ("psnr_db", "ssim", "iou", "lmk_err_pct")},
         "side_psnr_db": _subset_mean(rows, "psnr_db", lambda r: abs(r["yaw_deg"]) >= 30),
         "side_iou": _subset_mean(rows, "iou", lambda r: abs(r["yaw_deg"]) >= 30),
