@@ -18,6 +18,7 @@ import scipy.sparse.linalg as spla
 from scipy.interpolate import griddata
 
 from engine.conventions import Intrinsics
+from engine.face.mesh import N_MESH, mesh_triangles, zbuffer_depth
 from engine.proxy.template import CHIN, NECK_RADIUS
 
 SOLVE_RES = 160
@@ -84,6 +85,26 @@ def _poisson_inflate(inside: np.ndarray, fixed: np.ndarray, fixed_val: np.ndarra
     return g
 
 
+def face_depth(uv: np.ndarray, z: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Front depth (H, W) of the landmark face mesh: ``uv`` (478, 2) pixels, ``z`` (478,) metres. The mesh is
+    z-buffered so a turned face keeps its nearest surface (the far cheek's landmarks fold behind the nose in 2D and
+    would otherwise be averaged with it); the eye and mouth openings are filled by interpolation. NaN off the face."""
+    n = N_MESH
+    zb = zbuffer_depth(uv[:n], z[:n], mesh_triangles(), shape)
+    covered = np.isfinite(zb)
+    holes = ndi.binary_fill_holes(covered) & ~covered
+    if holes.any() and covered.sum() >= 3:
+        ys, xs = np.nonzero(covered)
+        hy, hx = np.nonzero(holes)
+        pts, vals = np.stack([xs, ys], 1), zb[ys, xs]
+        fill = griddata(pts, vals, (hx, hy), method="linear")
+        bad = ~np.isfinite(fill)
+        if bad.any():
+            fill[bad] = griddata(pts, vals, (hx[bad], hy[bad]), method="nearest")
+        zb[hy, hx] = fill
+    return zb
+
+
 def build_head_proxy(
     matte: np.ndarray, landmarks_cv: np.ndarray, centre_cv: np.ndarray, intr: Intrinsics, scale: float
 ) -> HeadProxy:
@@ -98,7 +119,7 @@ def build_head_proxy(
     u = (intr.fx * landmarks_cv[:, 0] / landmarks_cv[:, 2] + intr.cx) * sw / w
     v = (intr.fy * landmarks_cv[:, 1] / landmarks_cv[:, 2] + intr.cy) * sh / h
     gy, gx = np.mgrid[0:sh, 0:sw] + 0.5
-    face_z = griddata(np.stack([u, v], 1), landmarks_cv[:, 2], (gx, gy), method="linear")
+    face_z = face_depth(np.stack([u, v], 1), landmarks_cv[:, 2], (sh, sw))
     face = np.isfinite(face_z) & small
     face = ndi.binary_erosion(face, iterations=1) & small
     fixed_val = np.where(face, np.maximum(z_c - np.nan_to_num(face_z, nan=z_c), 0.0) ** 2, 0.0)

@@ -12,13 +12,12 @@ slide the iris inside the opening. Proxy vertex layout (``N_PROXY`` = 502)::
 
 from __future__ import annotations
 
-import importlib.util
-import itertools
 from collections import defaultdict
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
+
+from engine.face.mesh import connections, mesh_triangles  # noqa: F401 - the rig's topology re-exports them
 
 N_MESH = 468
 N_PROXY = 502
@@ -70,27 +69,6 @@ MIRROR_LANDMARK = np.array([
 ], dtype=np.int64)  # fmt: skip
 
 
-def _connections_module():
-    """mediapipe's face-mesh connection tables, loaded from its source file without importing mediapipe (whose
-    package import costs seconds)."""
-    spec = importlib.util.find_spec("mediapipe")
-    if spec is None or not spec.submodule_search_locations:
-        from engine.errors import BackendUnavailable
-
-        raise BackendUnavailable("mediapipe is not installed", "pip install mediapipe==0.10.14")
-    path = Path(list(spec.submodule_search_locations)[0]) / "python" / "solutions" / "face_mesh_connections.py"
-    mod_spec = importlib.util.spec_from_file_location("_likeness_face_mesh_connections", path)
-    mod = importlib.util.module_from_spec(mod_spec)
-    mod_spec.loader.exec_module(mod)
-    return mod
-
-
-@lru_cache(maxsize=1)
-def connections() -> dict[str, frozenset]:
-    mod = _connections_module()
-    return {k: getattr(mod, k) for k in dir(mod) if k.startswith("FACEMESH_")}
-
-
 def _ordered_path(edges, start: int, end: int) -> list[int]:
     """Walk an open polyline given as undirected edges from ``start`` to ``end``."""
     adj = defaultdict(list)
@@ -118,28 +96,6 @@ def _split_loop(edges, a: int, b: int) -> tuple[list[int], list[int]]:
             path.append(next(n for n in adj[path[-1]] if n != path[-2]))
         halves.append(path)
     return halves[0], halves[1]
-
-
-@lru_cache(maxsize=1)
-def mesh_triangles() -> np.ndarray:
-    """(852, 3) int64 triangles of the 468-vertex mesh, unoriented: the 3-cliques of the tesselation's edge
-    graph, less the two spurious cliques (nostril wings) whose edges would otherwise border three triangles."""
-    edges = {tuple(sorted(e)) for e in connections()["FACEMESH_TESSELATION"]}
-    adj = defaultdict(set)
-    for a, b in edges:
-        adj[a].add(b)
-        adj[b].add(a)
-    tris = set()
-    for a, b in edges:
-        for c in adj[a] & adj[b]:
-            tris.add(tuple(sorted((a, b, c))))
-    uses = defaultdict(list)
-    for t in tris:
-        for e in itertools.combinations(t, 2):
-            uses[e].append(t)
-    # A clique all of whose edges are shared with two other triangles is a hole in the middle of a fan, not a face.
-    spurious = {t for t in tris if all(len(uses[e]) == 3 for e in itertools.combinations(t, 2))}
-    return np.array(sorted(tris - spurious), dtype=np.int64)
 
 
 @lru_cache(maxsize=1)
