@@ -39,6 +39,9 @@ class BuildConfig:
     """Fitting steps."""
     rays_per_step: int = 4096
     """Rays per fitting step."""
+    edge_ray_frac: float = 0.2
+    """Share of each step's rays drawn from the matte's edge band (3 px either side of its 0.5 contour), where
+    the outline and the colours that meet the background are fitted."""
     n_coarse: int = 48
     """Coarse samples per ray (uniform inside the field's box, wide density)."""
     n_fine: int = 12
@@ -72,6 +75,8 @@ class BuildConfig:
                 raise ValueError(f"{name} must be at least 16")
         if self.iterations < 0 or self.init_steps < 0 or self.rays_per_step < 64:
             raise ValueError("iterations and init_steps must be >= 0 and rays_per_step >= 64")
+        if not 0.0 <= self.edge_ray_frac <= 0.5:
+            raise ValueError("edge_ray_frac must be between 0 and 0.5")
         if self.max_faces < 1000:
             raise ValueError("max_faces must be at least 1000")
 
@@ -97,6 +102,7 @@ _PRESETS = {
         n_coarse=40,
         n_fine=10,
         mc_res=160,
+        edge_ray_frac=0.0,
         max_faces=30000,
         texture_size=1024,
         turntable_frames=24,

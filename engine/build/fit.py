@@ -86,8 +86,9 @@ def _canon_rays(data: FitData | FitView) -> tuple[np.ndarray, np.ndarray]:
 def _ray_table(data: FitData) -> tuple[np.ndarray, ...]:
     """Every work-camera pixel of every view, concatenated (reference first), float32 unless noted: canonical
     origins and unit directions (R, 3), photo (R, 3), matte (R,), the proxy's front as canonical ray distance
-    (R,; NaN outside the reference view), and near-matte (R,) bool (the matte dilated by 4 pixels)."""
-    cols: list[list[np.ndarray]] = [[] for _ in range(6)]
+    (R,; NaN outside the reference view), near-matte (R,) bool (the matte dilated by 4 pixels) and the matte's
+    edge band (R,) bool (3 pixels either side of its 0.5 contour)."""
+    cols: list[list[np.ndarray]] = [[] for _ in range(7)]
     for k, view in enumerate(data.views()):
         oc, dc = _canon_rays(view)
         if k == 0:
@@ -96,12 +97,15 @@ def _ray_table(data: FitData) -> tuple[np.ndarray, ...]:
             proxy = (data.proxy.front_m.reshape(-1) / zpt * s).astype(np.float32)
         else:
             proxy = np.full(view.matte.size, np.nan, np.float32)
-        near = ndi.binary_dilation(view.matte > 0.5, iterations=4).reshape(-1)
-        parts = (oc, dc, view.photo.reshape(-1, 3), view.matte.reshape(-1), proxy, near)
+        inside = view.matte > 0.5
+        near = ndi.binary_dilation(inside, iterations=4).reshape(-1)
+        core = ndi.binary_erosion(inside, iterations=3).reshape(-1)
+        edge = ndi.binary_dilation(inside, iterations=3).reshape(-1) & ~core
+        parts = (oc, dc, view.photo.reshape(-1, 3), view.matte.reshape(-1), proxy, near, edge)
         for col, part in zip(cols, parts, strict=True):
             col.append(part)
     out = [np.concatenate(c).astype(np.float32) for c in cols[:5]]
-    return (*out, np.concatenate(cols[5]))
+    return (*out, np.concatenate(cols[5]), np.concatenate(cols[6]))
 
 
 def proxy_sdf_grid(
@@ -274,9 +278,10 @@ class ProxyInitFit:
         cfg = self.cfg
         t0 = time.perf_counter()
         dev = field.sdf.device
-        oc_t, dc_t, photo, matte, proxy_t, near_matte = (torch.from_numpy(a).to(dev) for a in _ray_table(data))
+        oc_t, dc_t, photo, matte, proxy_t, near_matte, edge = (torch.from_numpy(a).to(dev) for a in _ray_table(data))
         has_proxy = torch.isfinite(proxy_t)
         fg_idx = torch.nonzero(near_matte)[:, 0]
+        edge_idx = torch.nonzero(edge)[:, 0]
         gen = torch.Generator().manual_seed(cfg.seed + 1)
         opts = RenderOptions(n_coarse=cfg.n_coarse, n_fine=cfg.n_fine, learned_only=True)
         opt = torch.optim.Adam(
@@ -286,7 +291,8 @@ class ProxyInitFit:
                 {"params": field.mlp.parameters(), "lr": 0.003},
             ]
         )
-        n_fg = int(cfg.rays_per_step * 0.8)
+        n_edge = int(cfg.rays_per_step * cfg.edge_ray_frac) if len(edge_idx) else 0
+        n_fg = int(cfg.rays_per_step * 0.8) - n_edge
         sym_pts = self._surface_points(field, 20000, gen)
         prior_pts, prior_rgb = self._prior
         history = []
@@ -294,6 +300,7 @@ class ProxyInitFit:
             idx = torch.cat(
                 [
                     fg_idx[torch.randint(0, len(fg_idx), (n_fg,), generator=gen).to(dev)],
+                    edge_idx[torch.randint(0, max(1, len(edge_idx)), (n_edge,), generator=gen).to(dev)],
                     torch.randint(0, len(photo), (cfg.rays_per_step - n_fg,), generator=gen).to(dev),
                 ]
             )

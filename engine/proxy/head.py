@@ -88,7 +88,8 @@ def _poisson_inflate(inside: np.ndarray, fixed: np.ndarray, fixed_val: np.ndarra
 def face_depth(uv: np.ndarray, z: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Front depth (H, W) of the landmark face mesh: ``uv`` (478, 2) pixels, ``z`` (478,) metres. The mesh is
     z-buffered so a turned face keeps its nearest surface (the far cheek's landmarks fold behind the nose in 2D and
-    would otherwise be averaged with it); the eye and mouth openings are filled by interpolation. NaN off the face."""
+    would otherwise be averaged with it); the eye and mouth openings are filled by interpolation, through the iris
+    landmarks where they are given. NaN off the face."""
     n = N_MESH
     zb = zbuffer_depth(uv[:n], z[:n], mesh_triangles(), shape)
     covered = np.isfinite(zb)
@@ -96,7 +97,13 @@ def face_depth(uv: np.ndarray, z: np.ndarray, shape: tuple[int, int]) -> np.ndar
     if holes.any() and covered.sum() >= 3:
         ys, xs = np.nonzero(covered)
         hy, hx = np.nonzero(holes)
-        pts, vals = np.stack([xs, ys], 1), zb[ys, xs]
+        pts, vals = np.stack([xs, ys], 1).astype(np.float64), zb[ys, xs]
+        if len(uv) > n:  # the iris landmarks shape the eye openings (the eyeball sits behind the lids)
+            iris = uv[n:] - 0.5
+            iu, iv = np.round(iris).astype(int).T
+            ok = (iu >= 0) & (iv >= 0) & (iu < shape[1]) & (iv < shape[0])
+            ok[ok] = holes[iv[ok], iu[ok]]
+            pts, vals = np.concatenate([pts, iris[ok]]), np.concatenate([vals, z[n:][ok]])
         fill = griddata(pts, vals, (hx, hy), method="linear")
         bad = ~np.isfinite(fill)
         if bad.any():
