@@ -109,8 +109,13 @@ def main() -> int:
         rec = evaluate("astronaut.png" if path is None else name, photo, a.quality, out_dir)
         print(json.dumps(rec), flush=True)
         results.append(rec)
-    summary = {"summary": True, "quality": a.quality, "photos": len(results),
-               "passed": sum(r["ok"] for r in results), "bars": BARS}
+    summary = {
+        "summary": True,
+        "quality": a.quality,
+        "photos": len(results),
+        "passed": sum(r["ok"] for r in results),
+        "bars": BARS,
+    }
     print(json.dumps(summary))
     if a.json:
         Path(a.json).write_text(json.dumps({"results": results, "summary": summary}, indent=2))

@@ -10,12 +10,23 @@ REPO = Path(__file__).resolve().parents[1]
 
 # engine sub-packages/modules by layer: a module may import only its own layer or lower ones.
 LAYERS = {
-    "engine.conventions": 0, "engine.errors": 0, "engine.config": 0,
-    "engine.io": 1, "engine.face": 1, "engine.proxy": 1, "engine.metrics": 1,
-    "engine.field": 2, "engine.render": 2, "engine.rig": 2,
-    "engine.build": 3, "engine.extract": 3,
-    "engine.avatar": 4, "engine.pipeline": 4,
-    "engine.server": 5, "engine.cli": 6, "engine.__main__": 6,
+    "engine.conventions": 0,
+    "engine.errors": 0,
+    "engine.config": 0,
+    "engine.io": 1,
+    "engine.face": 1,
+    "engine.proxy": 1,
+    "engine.metrics": 1,
+    "engine.field": 2,
+    "engine.render": 2,
+    "engine.rig": 2,
+    "engine.build": 3,
+    "engine.extract": 3,
+    "engine.avatar": 4,
+    "engine.pipeline": 4,
+    "engine.server": 5,
+    "engine.cli": 6,
+    "engine.__main__": 6,
 }
 
 

@@ -18,8 +18,13 @@ def test_glb_has_no_validator_errors(draft_bundle):
     if shutil.which("node") is None or not (NODE_MODULES / "gltf-validator").is_dir():
         pytest.skip("node or the gltf-validator npm package is not installed (make installs it when npm exists)")
     env = {**os.environ, "NODE_PATH": str(NODE_MODULES)}
-    p = subprocess.run(["node", str(REPO / "tests" / "gltf_validate.js"), str(draft_bundle / "head.glb")],
-                       capture_output=True, text=True, env=env, timeout=120)
+    p = subprocess.run(
+        ["node", str(REPO / "tests" / "gltf_validate.js"), str(draft_bundle / "head.glb")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert p.returncode == 0, p.stderr
     report = json.loads(p.stdout)
     issues = report["issues"]
