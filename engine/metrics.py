@@ -28,10 +28,16 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
-def input_view_scores(render: dict, photo: np.ndarray, matte: np.ndarray) -> dict:
+def input_view_scores(render: dict, photo: np.ndarray, matte: np.ndarray, in_photo: np.ndarray | None = None) -> dict:
     """Fit at the input view: render and photo both composited over mid-grey (render by its alpha, photo by its
-    matte), compared where the matte is > 0.5."""
+    matte), compared where the matte is > 0.5 -- and, given ``in_photo`` (H, W) bool, at least 3 px inside the
+    photo's own frame: where a tight portrait cuts the head, the frame's straight edge is not the subject's
+    outline and the matte's cut there is not something the head should reproduce."""
     mask = matte > 0.5
+    if in_photo is not None:
+        import scipy.ndimage as ndi
+
+        mask &= ndi.binary_erosion(in_photo, iterations=3, border_value=1)
     pred = composite_over(render["rgb"], render["alpha"])
     target = composite_over(photo * matte[..., None], matte)
     return {"psnr_db": masked_psnr(pred, target, mask), "ssim": masked_ssim(pred, target, mask)}

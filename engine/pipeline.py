@@ -81,7 +81,7 @@ def build_avatar(
     stage("proxy")
     sim = an.pose.to_canonical
     centre_cv = sim.inverse().apply(np.zeros(3))
-    proxy = build_head_proxy(an.matte, an.pose.landmarks_cv, centre_cv, an.work_intr, an.pose.scale)
+    proxy = build_head_proxy(an.matte, an.pose.landmarks_cv, centre_cv, an.work_intr, an.pose.scale, sim)
     extra, views_info = prepare_views(an, extra_views, cfg) if extra_views else ((), None)
     field = make_field(an, cfg, extra_views=len(extra)).to(device)
     attach_views(field, extra)
@@ -103,7 +103,7 @@ def build_avatar(
     field.set_photo_depth(geo["depth_m"])
     enable_view_photos(field, extra, cfg)
     inp = render_image(field, c2w, an.work_intr, opts, sim.scale)
-    scores = input_view_scores(inp, an.crop_rgb, an.matte)
+    scores = input_view_scores(inp, an.crop_rgb, an.matte, an.in_photo)
     done("input_view")
 
     stage("mesh")

@@ -140,3 +140,34 @@ def test_turned_face_depth_is_the_visible_surface():
     near = ndi.minimum_filter(np.nan_to_num(d, nan=9.0), 3)
     iu = uv[:468].astype(int)
     assert (near[iu[:, 1], iu[:, 0]] - turned[:468, 2]).max() < 0.006
+
+
+def test_input_view_score_ignores_the_photos_frame_edge():
+    """A tight portrait cuts the head at the photo's edge: the render's rounded outline there is not a fitting
+    error. Scores use the photo's pixels at least 3 px inside its frame; the crop's own border does not count."""
+    from engine.metrics import input_view_scores
+
+    s = 64
+    photo = np.full((s, s, 3), 0.8)
+    matte = np.zeros((s, s))
+    matte[8:56, 0:40] = 1.0  # the head runs into the photo's left edge (column 0 is the first in-photo pixel)
+    in_photo = np.ones((s, s), bool)
+    alpha = matte.copy()
+    alpha[:, 0:3] = 0.0  # the render rounds off where the photo cut the head
+    render = {"rgb": photo * alpha[..., None], "alpha": alpha}
+    assert input_view_scores(render, photo, matte)["psnr_db"] < 30.0  # the whole matte: the cut counts
+    # the same scene with the photo's frame 10 px in from the crop's left edge: that band is padding
+    matte2 = np.zeros((s, s))
+    matte2[8:56, 10:50] = 1.0
+    alpha2 = matte2.copy()
+    alpha2[:, 10:13] = 0.0
+    in_photo2 = np.zeros((s, s), bool)
+    in_photo2[:, 10:] = True
+    r2 = {"rgb": photo * alpha2[..., None], "alpha": alpha2}
+    assert input_view_scores(r2, photo, matte2)["psnr_db"] < 30.0
+    assert input_view_scores(r2, photo, matte2, in_photo2)["psnr_db"] == float("inf")
+    # the crop's own border is not a frame edge: a photo covering the whole crop changes nothing
+    assert (
+        input_view_scores(render, photo, matte, in_photo)["psnr_db"]
+        == input_view_scores(render, photo, matte)["psnr_db"]
+    )

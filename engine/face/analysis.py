@@ -23,7 +23,8 @@ log = logging.getLogger("likeness")
 @dataclass(frozen=True)
 class FaceAnalysis:
     """The photo's camera and pose, and the work crop: ``crop_rgb`` (S, S, 3) float32 in [0, 1], ``matte`` (S, S)
-    in [0, 1], ``crop_box`` (x0, y0, side) in photo pixels, ``work_intr`` its camera."""
+    in [0, 1], ``crop_box`` (x0, y0, side) in photo pixels, ``work_intr`` its camera; ``in_photo`` (S, S) bool: the
+    crop pixels that lie inside the photo (the rest are edge-replicated padding)."""
 
     face: FaceLandmarks
     n_faces: int
@@ -36,6 +37,7 @@ class FaceAnalysis:
     work_intr: Intrinsics
     crop_rgb: np.ndarray
     matte: np.ndarray
+    in_photo: np.ndarray | None = None
 
 
 def crop_square(rgb: np.ndarray, x0: float, y0: float, side: float, out: int) -> tuple[np.ndarray, np.ndarray]:
@@ -106,4 +108,5 @@ def analyse(photo: Photo, cfg: BuildConfig) -> FaceAnalysis:
         work_intr=work_intr,
         crop_rgb=crop.astype(np.float32) / 255.0,
         matte=matte,
+        in_photo=valid,
     )

@@ -19,6 +19,7 @@ from scipy.interpolate import griddata
 
 from engine.conventions import Intrinsics
 from engine.face.mesh import N_MESH, mesh_triangles, zbuffer_depth
+from engine.proxy.canonical import Similarity
 from engine.proxy.template import CHIN, NECK_RADIUS
 
 SOLVE_RES = 160
@@ -112,11 +113,48 @@ def face_depth(uv: np.ndarray, z: np.ndarray, shape: tuple[int, int]) -> np.ndar
     return zb
 
 
+# Beside the face nothing stands in front of the head's front outline: side hair and a raised hand in the photo
+# lie *behind* the cheek, not level with it. The outline seen from above, in canonical (template) metres, is
+# z = OUTLINE_Z0 - OUTLINE_K x^2 (through the template's nose tip 0.11, outer eye corners (0.045, 0.072) and face
+# edges at the ears (0.070, 0.025)), plus a margin, never less than FLOOR_Z; applied from the shoulders' top
+# to above the brows (SIDE_Y) and eased off over SIDE_FADE beyond.
+OUTLINE_Z0, OUTLINE_K, MARGIN_Z, FLOOR_Z = 0.11, 18.8, 0.01, 0.01
+SIDE_Y = (-0.14, 0.14)
+SIDE_FADE = 0.04
+
+
+def _behind_the_cheeks(
+    front: np.ndarray, where: np.ndarray, intr: Intrinsics, to_canonical: Similarity, deepest_m: float
+) -> np.ndarray:
+    """``front`` z-depth (H, W) pushed back along each pixel's ray, where ``where``, until its canonical point lies
+    no further forward than the head's front outline (above), but never deeper than ``deepest_m`` (so the proxy
+    stays inside the field's box and the silhouette from the photo is unchanged)."""
+    h, w = front.shape
+    gy, gx = np.mgrid[0:h, 0:w] + 0.5
+    d = np.stack([(gx - intr.cx) / intr.fx, (gy - intr.cy) / intr.fy, np.ones_like(gx)], -1)  # z-depth 1 rays
+    m = to_canonical.scale * to_canonical.rotation
+    q = (d * front[..., None]) @ m.T + to_canonical.translation
+    z_max = np.maximum(OUTLINE_Z0 - OUTLINE_K * q[..., 0] ** 2 + MARGIN_Z, FLOOR_Z)
+    beyond = np.maximum(SIDE_Y[0] - q[..., 1], q[..., 1] - SIDE_Y[1]).clip(min=0.0)
+    z_max = z_max + beyond / SIDE_FADE * 0.15  # eased off over SIDE_FADE above and below, no step
+    push = where & (q[..., 2] > z_max)
+    dz = d @ m[2]  # canonical z per metre of depth along the ray (< 0: away from the camera is toward -z)
+    t = (z_max - to_canonical.translation[2]) / np.minimum(dz, -1e-6)
+    push &= dz < -1e-6
+    return np.where(push, np.maximum(front, np.minimum(t, deepest_m)), front).astype(front.dtype)
+
+
 def build_head_proxy(
-    matte: np.ndarray, landmarks_cv: np.ndarray, centre_cv: np.ndarray, intr: Intrinsics, scale: float
+    matte: np.ndarray,
+    landmarks_cv: np.ndarray,
+    centre_cv: np.ndarray,
+    intr: Intrinsics,
+    scale: float,
+    to_canonical: Similarity | None = None,
 ) -> HeadProxy:
     """The proxy for a work-camera ``matte`` (H, W) in [0, 1], metric cv-camera landmarks (478, 3), the head
-    centre in cv-camera coordinates, and the canonical ``scale`` (subject size relative to the template)."""
+    centre in cv-camera coordinates, and the canonical ``scale`` (subject size relative to the template). With
+    ``to_canonical`` (cv camera -> canonical), what stands beside the face is kept behind the cheeks."""
     h, w = matte.shape
     f = SOLVE_RES / max(h, w)
     sh, sw = max(8, int(round(h * f))), max(8, int(round(w * f)))
@@ -144,6 +182,9 @@ def build_head_proxy(
     front = z_c - ndi.zoom(hgt, zoom, order=1)[:h, :w]
     back = z_c + ndi.zoom(hgt, zoom, order=1)[:h, :w]
     inside = matte > 0.5
+    if to_canonical is not None:
+        face_w = ndi.zoom(face.astype(np.uint8), zoom, order=0)[:h, :w].astype(bool)
+        front = _behind_the_cheeks(front, inside & ~face_w, intr, to_canonical, z_c)
     min_thick = 2.0 * m_per_px
     back = np.maximum(back, front + min_thick)
     return HeadProxy(front.astype(np.float32), back.astype(np.float32), inside, intr, z_c)

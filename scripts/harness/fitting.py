@@ -72,11 +72,12 @@ def fit_avatar(photo, cfg: BuildConfig, frame: str = "canonical", init: str = "p
     t = {}
     t0 = time.perf_counter()
     an = analyse(photo, cfg)
+    face_sim = an.pose.to_canonical  # the proxy's side rule needs the face frame in both variants
     if frame == "world":
         an = replace(an, pose=camera_frame_pose(an.pose))
     sim = an.pose.to_canonical
     centre_cv = sim.inverse().apply(np.zeros(3))
-    proxy = build_head_proxy(an.matte, an.pose.landmarks_cv, centre_cv, an.work_intr, an.pose.scale)
+    proxy = build_head_proxy(an.matte, an.pose.landmarks_cv, centre_cv, an.work_intr, an.pose.scale, face_sim)
     extra, views_info = prepare_views(an, extra_views, cfg) if extra_views else ((), None)
     field = make_field(an, cfg, extra_views=len(extra)).to(device)
     attach_views(field, extra)
