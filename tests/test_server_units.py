@@ -324,6 +324,9 @@ def test_supervisor_kills_a_worker_that_ignores_cancel(tmp_path):
         while store.get(job.id).state != CANCELLED and time.monotonic() < deadline:
             time.sleep(0.1)
         assert store.get(job.id).state == CANCELLED
+        # the job is marked cancelled before the replacement worker is spawned: give the spawn its moment
+        while not (sup.proc.pid and sup.proc.is_alive()) and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert sup.proc.pid != first_pid and sup.claim != first_claim and sup.proc.is_alive()
         assert not list(ws.avatars.iterdir()), "the killed build's staging folder is removed"
     finally:
