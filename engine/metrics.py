@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import scipy.ndimage as ndi
 
 
 def composite_over(rgb_premult: np.ndarray, alpha: np.ndarray, bg: float = 0.5) -> np.ndarray:
@@ -35,8 +36,6 @@ def input_view_scores(render: dict, photo: np.ndarray, matte: np.ndarray, in_pho
     outline and the matte's cut there is not something the head should reproduce."""
     mask = matte > 0.5
     if in_photo is not None:
-        import scipy.ndimage as ndi
-
         mask &= ndi.binary_erosion(in_photo, iterations=3, border_value=1)
     pred = composite_over(render["rgb"], render["alpha"])
     target = composite_over(photo * matte[..., None], matte)

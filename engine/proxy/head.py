@@ -160,7 +160,7 @@ def build_head_proxy(
     sh, sw = max(8, int(round(h * f))), max(8, int(round(w * f)))
     small = ndi.zoom(matte.astype(np.float64), (sh / h, sw / w), order=1) > 0.5
     z_c = float(centre_cv[2])
-    # Landmarks in solve-grid pixels; face depth by linear interpolation over their 2D layout.
+    # Landmarks in solve-grid pixels; the face's depth is their z-buffered mesh (face_depth).
     u = (intr.fx * landmarks_cv[:, 0] / landmarks_cv[:, 2] + intr.cx) * sw / w
     v = (intr.fy * landmarks_cv[:, 1] / landmarks_cv[:, 2] + intr.cy) * sh / h
     gy, gx = np.mgrid[0:sh, 0:sw] + 0.5
@@ -177,7 +177,7 @@ def build_head_proxy(
     ramp = np.clip((gy - chin_v) / (0.04 / scale * intr.fy * sh / h / z_c), 0.0, 1.0)
     cap = np.where(face, np.inf, (1.0 - ramp) * 1.0 + ramp * (1.2 * NECK_RADIUS / scale))
     hgt = np.minimum(hgt, cap)
-    # Upsample to the work resolution; the face keeps its own (fine) depth.
+    # Upsample to the work resolution.
     zoom = (h / sh, w / sw)
     front = z_c - ndi.zoom(hgt, zoom, order=1)[:h, :w]
     back = z_c + ndi.zoom(hgt, zoom, order=1)[:h, :w]
