@@ -52,10 +52,15 @@ class FitData:
         return [FitView(self.photo, self.matte, self.intr, self.cv_to_canon), *self.extra]
 
 
+def similarity_scale(m: np.ndarray) -> float:
+    """The uniform scale s of a 4x4 similarity ``s R x + t``."""
+    return float(np.cbrt(abs(np.linalg.det(np.asarray(m, np.float64)[:3, :3]))))
+
+
 def view_cam2world_gl(view: FitView) -> np.ndarray:
     """gl cam2world (4, 4) of a view in the world frame (world = canonical / scale, metres)."""
     m = np.asarray(view.cv_to_canon, np.float64)
-    s = np.cbrt(abs(np.linalg.det(m[:3, :3])))
+    s = similarity_scale(m)
     world_from_cv = np.eye(4)
     world_from_cv[:3, :3] = m[:3, :3] / s
     world_from_cv[:3, 3] = m[:3, 3] / s
@@ -66,7 +71,7 @@ def view_depth_m(field: RadianceField, view: FitView, cfg: BuildConfig) -> np.nd
     """The field's z-depth (S, S) in metres (0 where empty) seen from a view's work camera (learned colour
     only: depth does not depend on colour)."""
     m = np.asarray(view.cv_to_canon, np.float64)
-    s = float(np.cbrt(abs(np.linalg.det(m[:3, :3]))))
+    s = similarity_scale(m)
     opts = RenderOptions(cfg.n_coarse, cfg.n_fine, learned_only=True)
     with torch.no_grad():
         return render_image(field, view_cam2world_gl(view), view.intr, opts, s)["depth_m"]
@@ -77,7 +82,7 @@ def _canon_rays(data: FitData | FitView) -> tuple[np.ndarray, np.ndarray]:
     eye = np.eye(4)
     o, d, _ = camera_rays_world(np.diag([1.0, -1.0, -1.0, 1.0]) @ eye, data.intr)  # cv camera == 'world' here
     m = data.cv_to_canon
-    s = np.cbrt(abs(np.linalg.det(m[:3, :3])))
+    s = similarity_scale(m)
     oc = o @ m[:3, :3].T + m[:3, 3]
     dc = d @ (m[:3, :3] / s).T
     return oc, dc
@@ -92,7 +97,7 @@ def _ray_table(data: FitData) -> tuple[np.ndarray, ...]:
     for k, view in enumerate(data.views()):
         oc, dc = _canon_rays(view)
         if k == 0:
-            s = np.cbrt(abs(np.linalg.det(view.cv_to_canon[:3, :3])))
+            s = similarity_scale(view.cv_to_canon)
             _, _, zpt = camera_rays_world(np.diag([1.0, -1.0, -1.0, 1.0]), view.intr)
             proxy = (data.proxy.front_m.reshape(-1) / zpt * s).astype(np.float32)
         else:
@@ -261,7 +266,7 @@ class ProxyInitFit:
         h, w = view.matte.shape
         iu = np.clip(u.astype(np.int64), 0, w - 1)
         iv = np.clip(v.astype(np.int64), 0, h - 1)
-        s = np.cbrt(abs(np.linalg.det(view.cv_to_canon[:3, :3])))
+        s = similarity_scale(view.cv_to_canon)
         tol = 2.0 * field.voxel / s
         front = front_m[iv, iu]
         seen = (view.matte[iv, iu] > 0.5) & (np.abs(pc[:, 2] - front) < tol) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
