@@ -15,8 +15,9 @@ import torch
 
 from engine import BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, __version__
 from engine.avatar import Avatar, torch_device
-from engine.build.fit import FitData, ProxyInitFit, view_cam2world_gl
-from engine.build.views import ExtraView, attach_views, enable_view_photos, prepare_views
+from engine.build.fit import ProxyInitFit, view_cam2world_gl
+from engine.build.setup import enable_photo_term, prepare_fit
+from engine.build.views import ExtraView
 from engine.config import BuildConfig
 from engine.conventions import CONVENTIONS_DOC
 from engine.extract.bake import bake_texture, mesh_maps
@@ -24,12 +25,10 @@ from engine.extract.export import rgba_u8, to_u8, write_glb, write_mp4, write_ob
 from engine.extract.mesh import clean_mesh, marching_cubes, sample_grid, vertex_normals
 from engine.extract.uv import spherical_unwrap
 from engine.face.analysis import FaceAnalysis, analyse
-from engine.field.factory import make_field
 from engine.io.bundle import MANIFEST, staged_bundle, write_json_atomic
 from engine.io.exr import write_exr_depth
 from engine.io.images import Photo
 from engine.metrics import composite_over, input_view_scores, iou
-from engine.proxy.head import build_head_proxy
 from engine.render.renderer import RenderOptions, render_image
 
 log = logging.getLogger("likeness")
@@ -80,12 +79,7 @@ def build_avatar(
 
     stage("proxy")
     sim = an.pose.to_canonical
-    centre_cv = sim.inverse().apply(np.zeros(3))
-    proxy = build_head_proxy(an.matte, an.pose.landmarks_cv, centre_cv, an.work_intr, an.pose.scale, sim)
-    extra, views_info = prepare_views(an, extra_views, cfg) if extra_views else ((), None)
-    field = make_field(an, cfg, extra_views=len(extra)).to(device)
-    attach_views(field, extra)
-    data = FitData(an.crop_rgb, an.matte, proxy, an.work_intr, sim.matrix(), extra)
+    data, field, extra, views_info = prepare_fit(an, cfg, device, extra_views)
     done("proxy")
 
     method = ProxyInitFit(cfg)
@@ -99,9 +93,7 @@ def build_avatar(
     stage("input_view")
     c2w = an.pose.cam2world_gl()
     opts = RenderOptions(n_coarse=cfg.n_coarse, n_fine=cfg.n_fine)
-    geo = render_image(field, c2w, an.work_intr, RenderOptions(cfg.n_coarse, cfg.n_fine, learned_only=True), sim.scale)
-    field.set_photo_depth(geo["depth_m"])
-    enable_view_photos(field, extra, cfg)
+    enable_photo_term(field, an, extra, cfg)
     inp = render_image(field, c2w, an.work_intr, opts, sim.scale)
     scores = input_view_scores(inp, an.crop_rgb, an.matte, an.in_photo)
     done("input_view")

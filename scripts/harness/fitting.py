@@ -26,14 +26,11 @@ import torch
 
 from engine.avatar import Avatar, torch_device
 from engine.build.fit import FitData, ProxyInitFit
-from engine.build.views import attach_views, enable_view_photos, prepare_views
+from engine.build.setup import enable_photo_term, prepare_fit
 from engine.config import BuildConfig
 from engine.face.analysis import analyse
 from engine.face.camera import HeadPose
-from engine.field.factory import make_field
 from engine.proxy.canonical import Similarity
-from engine.proxy.head import build_head_proxy
-from engine.render.renderer import RenderOptions, render_image
 
 
 class RandomInitFit(ProxyInitFit):
@@ -76,12 +73,7 @@ def fit_avatar(photo, cfg: BuildConfig, frame: str = "canonical", init: str = "p
     if frame == "world":
         an = replace(an, pose=camera_frame_pose(an.pose))
     sim = an.pose.to_canonical
-    centre_cv = sim.inverse().apply(np.zeros(3))
-    proxy = build_head_proxy(an.matte, an.pose.landmarks_cv, centre_cv, an.work_intr, an.pose.scale, face_sim)
-    extra, views_info = prepare_views(an, extra_views, cfg) if extra_views else ((), None)
-    field = make_field(an, cfg, extra_views=len(extra)).to(device)
-    attach_views(field, extra)
-    data = FitData(an.crop_rgb, an.matte, proxy, an.work_intr, sim.matrix(), extra)
+    data, field, extra, views_info = prepare_fit(an, cfg, device, extra_views, face_frame=face_sim)
     t["analyse_proxy"] = time.perf_counter() - t0
     method = (RandomInitFit if init == "random" else ProxyInitFit)(cfg)
     t1 = time.perf_counter()
@@ -91,9 +83,7 @@ def fit_avatar(photo, cfg: BuildConfig, frame: str = "canonical", init: str = "p
     info_fit = method.fit(field, data, progress, None)
     t["fit"] = time.perf_counter() - t1
     c2w = an.pose.cam2world_gl()
-    geo = render_image(field, c2w, an.work_intr, RenderOptions(cfg.n_coarse, cfg.n_fine, learned_only=True), sim.scale)
-    field.set_photo_depth(geo["depth_m"])
-    enable_view_photos(field, extra, cfg)
+    enable_photo_term(field, an, extra, cfg)
     manifest = {
         "canonical": {"scale": sim.scale},
         "camera": {"cam2world": c2w.tolist(), "work": {"intrinsics": an.work_intr.to_dict()}},
