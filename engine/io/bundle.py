@@ -57,15 +57,20 @@ def staged_bundle(out_dir: str | os.PathLike):
             shutil.rmtree(stage, ignore_errors=True)
 
 
+def read_json(path: Path) -> dict:
+    """A bundle's JSON file; a BundleError (not a raw OSError/ValueError) when it cannot be read or parsed."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"{path} could not be read as JSON") from exc
+
+
 def read_manifest(bundle_dir: str | os.PathLike) -> dict:
     """The manifest of a complete bundle; a clear BundleError otherwise."""
     path = Path(bundle_dir) / MANIFEST
     if not path.is_file():
         raise BundleError(f"{bundle_dir} is not a Likeness avatar bundle (no {MANIFEST})")
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise BundleError(f"{path} could not be read as JSON") from exc
+    manifest = read_json(path)
     if manifest.get("format") != BUNDLE_FORMAT:
         raise BundleError(f"{bundle_dir} is not a Likeness avatar bundle (format {manifest.get('format')!r})")
     if int(manifest.get("format_version", 0)) > BUNDLE_FORMAT_VERSION:

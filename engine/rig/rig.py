@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import BundleError
+from engine.io.bundle import read_json
 from engine.rig import topology as T
 from engine.rig.arkit import ARKIT_NAMES, N_SHAPES, to_dict, to_vector
 from engine.rig.blendshapes import JAW_OPEN_DEG, Measures, author_shapes, jaw_transform, jaw_weights
@@ -138,10 +139,7 @@ def read_expression(path: Path) -> dict:
     path = Path(path)
     if not path.is_file():
         return {}
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise BundleError(f"{path} could not be read as JSON") from exc
+    data = read_json(path)
     if data.get("format") != EXPRESSION_FORMAT:
         raise BundleError(f"{path} is not a Likeness expression file")
     out = {
