@@ -11,7 +11,15 @@ fields (PixelNeRF, the real-time triplane encoder), the input image conditions t
 With extra views (photos with known cameras, fitted together with the reference photo), the photo term takes
 each point's colour from every view that sees it, weighted toward the view that sees it most head-on (see
 :meth:`RadianceField.photo_term`). Colour is view-independent (a handful of photos carries too little
-view-dependent signal to fit)."""
+view-dependent signal to fit).
+
+With the reference photo alone, the face's far side is seen at a grazing angle (stretched texture) or through
+hair that falls across it. The photo mirrored about the face's plane of symmetry is then a second, *virtual*
+view (the camera mirrored in canonical x): inside the face region (:func:`face_region`), where the mirrored
+photo sees a point much more head-on than the photo does, its colour is blended in, weighted by how close the
+viewing direction is to the virtual camera's ray (image-based rendering's angular weight). At the photo's own
+camera the mirror's weight is zero, so the input view is the photo; looking from the far side the face is the
+near side's skin. Without a viewing direction (the texture bake) the surface normal stands in for it."""
 
 from __future__ import annotations
 
@@ -21,6 +29,23 @@ import torch.nn.functional as F
 from torch import nn
 
 SILHOUETTE_LEVEL = 3.0
+
+# The mirrored virtual view (module docstring): angular sharpness of the view weights (1 - cos units), and the
+# head-on advantage (cosine of the mirrored photo's ray minus the photo's) over which the mirror fades in.
+MIRROR_TAU = 0.05
+MIRROR_GAIN = (0.1, 0.3)
+MIRROR_HEAD_ON = 4
+MIRROR_FRONT_TOL = 4.0  # voxels: a face is not exactly symmetric, so its mirror image may stand a little proud
+MIRROR = torch.tensor([-1.0, 1.0, 1.0])
+
+
+def face_region(x: torch.Tensor) -> torch.Tensor:
+    """(N,) in [0, 1]: how much canonical x (N, 3) lies on the face (the template's face, forehead to chin and
+    ear to ear, front half), where left and right mirror each other; eased over 1.5-2 cm at the edges."""
+    ax = ((0.085 - x[:, 0].abs()) / 0.015).clamp(0.0, 1.0)
+    ay = ((x[:, 1] + 0.13) / 0.02).clamp(0.0, 1.0) * ((0.11 - x[:, 1]) / 0.02).clamp(0.0, 1.0)
+    az = (x[:, 2] / 0.02).clamp(0.0, 1.0)
+    return ax * ay * az
 
 
 class RadianceField(nn.Module):
@@ -60,6 +85,7 @@ class RadianceField(nn.Module):
         m = torch.as_tensor(np.asarray(canon_from_cv), dtype=torch.float32)
         self.register_buffer("canon_from_cv", m)
         self.register_buffer("photo_enabled", torch.tensor(0.0))
+        self.mirror_fill = True  # the mirrored virtual view on the face (module docstring); not saved
         if extra_views > 0:
             e, (h, w) = extra_views, img.shape[2:]
             self.register_buffer("extra_photo", torch.zeros(e, 3, h, w))
@@ -131,13 +157,17 @@ class RadianceField(nn.Module):
         rot = m[:3, :3] / s
         return ((x - m[:3, 3]) @ rot) / s
 
-    def photo_term(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def photo_term(self, x: torch.Tensor, view_dirs: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Photo colour (N, 3) at the projection of canonical x (N, 3) and its visibility weight v (N,) in [0, 1].
         With extra views: each seeing view k weighs ``v_k * cos_k^8`` (cos_k between the normal and its ray),
-        colours are blended by those weights and v = max_k v_k."""
+        colours are blended by those weights and v = max_k v_k. With the photo alone (and ``mirror_fill``), the
+        mirrored virtual view joins in on the face (module docstring); ``view_dirs`` (N, 3) are the unit
+        canonical directions the points are seen along (None: along their inward normals)."""
         rgb, v, cos = _photo_sample(self, x, self.photo, self.photo_depth, self.photo_intr, self.canon_from_cv)
         v = v * self.photo_enabled
         if self.n_extra_views == 0:
+            if self.mirror_fill and bool(self.photo_enabled > 0):
+                return self._with_mirror(x, rgb, v, cos, view_dirs)
             return rgb, v
         ws, rgbs, vs = [v * cos.clamp(min=0.0) ** 8], [rgb], [v]
         for k in range(self.n_extra_views):
@@ -157,11 +187,49 @@ class RadianceField(nn.Module):
         blend = (w[..., None] * torch.stack(rgbs)).sum(0) / w.sum(0).clamp(min=1e-8)[:, None]
         return blend, torch.stack(vs).max(0).values
 
-    def colour(self, x: torch.Tensor, learned_only: bool = False) -> torch.Tensor:
+    def _with_mirror(self, x, rgb, v, cos, view_dirs):
+        """The photo term blended with the mirrored virtual view (module docstring)."""
+        m = MIRROR.to(x)
+        xm = x * m
+        n = self._grid(self.normals, x)
+        rgb_m, v_m, cos_m = _photo_sample(
+            self,
+            xm,
+            self.photo,
+            self.photo_depth,
+            self.photo_intr,
+            self.canon_from_cv,
+            normals=n * m,
+            front_tol_vox=MIRROR_FRONT_TOL,
+        )
+        lo, hi = MIRROR_GAIN
+        gain = ((cos_m - cos - lo) / (hi - lo)).clamp(0.0, 1.0)
+        a_m = v_m * face_region(x) * gain
+        if not bool((a_m > 0).any()):
+            return rgb, v
+        eye = self.canon_from_cv[:3, 3]
+        ray = F.normalize(x - eye, dim=-1)  # the photo's ray to x
+        ray_m = F.normalize(xm - eye, dim=-1) * m  # the virtual camera's ray to x
+        d = -n if view_dirs is None else view_dirs
+        k = torch.exp(((d * ray).sum(-1) - 1.0) / MIRROR_TAU)
+        k_m = torch.exp(((d * ray_m).sum(-1) - 1.0) / MIRROR_TAU) * (1.0 - k)
+        # Each view also weighs how head-on it sees the surface (a grazing view's texels are stretched).
+        w = v * k * cos.clamp(min=0.0) ** MIRROR_HEAD_ON
+        w_m = a_m * k_m * cos_m.clamp(min=0.0) ** MIRROR_HEAD_ON
+        total = w + w_m
+        share = torch.where(total > 1e-12, w_m / total.clamp(min=1e-12), torch.zeros_like(total))
+        out = rgb + share[:, None] * (rgb_m - rgb)
+        return out, torch.maximum(v, a_m)
+
+    def colour(
+        self, x: torch.Tensor, learned_only: bool = False, view_dirs: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Colour (N, 3) at canonical x (N, 3), seen along ``view_dirs`` (N, 3) unit canonical directions (only
+        the mirrored virtual view depends on it; None: along the inward normals, as for a texture)."""
         learned = self.learned_colour(x)
         if learned_only:
             return learned
-        rgb, v = self.photo_term(x)
+        rgb, v = self.photo_term(x, view_dirs)
         return v[:, None] * rgb + (1.0 - v[:, None]) * learned
 
     # ----------------------------------------------------------------- buffers
@@ -195,10 +263,14 @@ class RadianceField(nn.Module):
         self.extra_canon_from_cv[k].copy_(torch.as_tensor(np.asarray(canon_from_cv), dtype=torch.float32, device=dev))
 
 
-def _photo_sample(field: RadianceField, x, photo, photo_depth, photo_intr, canon_from_cv):
+def _photo_sample(
+    field: RadianceField, x, photo, photo_depth, photo_intr, canon_from_cv, normals=None, front_tol_vox=None
+):
     """One view's photo colour (N, 3) at canonical x (N, 3), its visibility (N,) (depth test against the view's
     z-depth ``photo_depth`` (1, 1, H, W) in metres, damped at grazing angles, 0 outside the image) and the
-    cosine (N,) between the surface normal and the ray toward the camera."""
+    cosine (N,) between the surface normal and the ray toward the camera. ``normals`` (N, 3) replace the field's
+    own at x; ``front_tol_vox`` also fails points more than that many voxels in front of the seen surface (for
+    points that need not lie on it)."""
     scale = canon_from_cv[:3, :3].det().abs().pow(1.0 / 3.0)
     rot = canon_from_cv[:3, :3] / scale
     pc = ((x - canon_from_cv[:3, 3]) @ rot) / scale
@@ -212,7 +284,9 @@ def _photo_sample(field: RadianceField, x, photo, photo_depth, photo_intr, canon
     depth = F.grid_sample(photo_depth, grid, mode="nearest", align_corners=False).view(-1)
     vox_m = field.voxel / scale
     vis = torch.sigmoid((depth + 1.5 * vox_m - pc[:, 2]) / (0.5 * vox_m))
-    n = field._grid(field.normals, x)
+    if front_tol_vox is not None:
+        vis = vis * torch.sigmoid((pc[:, 2] - depth + front_tol_vox * vox_m) / (0.5 * vox_m))
+    n = field._grid(field.normals, x) if normals is None else normals
     view = F.normalize(pc, dim=-1) @ (canon_from_cv[:3, :3] / scale).t()
     cos = -(n * view).sum(-1)
     graze = ((cos - 0.1) / 0.25).clamp(0.0, 1.0)

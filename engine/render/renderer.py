@@ -46,8 +46,10 @@ class WarpedField:
     def density(self, x: torch.Tensor, beta: float | None = None) -> torch.Tensor:
         return self.field.density(self.deform(x), beta=beta)
 
-    def colour(self, x: torch.Tensor, learned_only: bool = False) -> torch.Tensor:
-        return self.field.colour(self.deform(x), learned_only=learned_only)
+    def colour(
+        self, x: torch.Tensor, learned_only: bool = False, view_dirs: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.field.colour(self.deform(x), learned_only=learned_only, view_dirs=view_dirs)
 
 
 def render_rays(field, origins_c, dirs_c, opts: RenderOptions, jitter: bool = False, deform=None):
@@ -85,7 +87,8 @@ def render_rays(field, origins_c, dirs_c, opts: RenderOptions, jitter: bool = Fa
     sel = w.reshape(-1) > 1e-4
     cols = pts.new_zeros(pts.shape[0], 3)
     if bool(sel.any()):
-        cols[sel] = field.colour(pts[sel], learned_only=opts.learned_only)
+        dirs = d[:, None].expand(*t.shape, 3).reshape(-1, 3)
+        cols[sel] = field.colour(pts[sel], learned_only=opts.learned_only, view_dirs=dirs[sel])
     c = composite(w, cols.view(*t.shape, 3))
     rgb = rgb.index_put((hit_idx,), c)
     alpha = alpha.index_put((hit_idx,), a)

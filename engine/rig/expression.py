@@ -99,9 +99,11 @@ class ExpressedField:
         b = self.field.beta if beta is None else beta
         return (1.0 - c) * sig + c * self._cavity_density(x, b)
 
-    def colour(self, x: torch.Tensor, learned_only: bool = False) -> torch.Tensor:
+    def colour(
+        self, x: torch.Tensor, learned_only: bool = False, view_dirs: torch.Tensor | None = None
+    ) -> torch.Tensor:
         q, c = self.deform.sample(x)
-        col = self.field.colour(q, learned_only=learned_only)
+        col = self.field.colour(q, learned_only=learned_only, view_dirs=view_dirs)
         if c is None:
             return col
         rgb = torch.as_tensor(CAVITY_RGB, dtype=col.dtype, device=col.device)
