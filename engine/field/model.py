@@ -188,10 +188,16 @@ class RadianceField(nn.Module):
         return blend, torch.stack(vs).max(0).values
 
     def _with_mirror(self, x, rgb, v, cos, view_dirs):
-        """The photo term blended with the mirrored virtual view (module docstring)."""
+        """The photo term blended with the mirrored virtual view (module docstring); only points on the face
+        are looked at."""
+        face = face_region(x)
+        idx = torch.nonzero(face > 0)[:, 0]
+        if idx.numel() == 0:
+            return rgb, v
+        xs, vs, coss = x[idx], v[idx], cos[idx]
         m = MIRROR.to(x)
-        xm = x * m
-        n = self._grid(self.normals, x)
+        xm = xs * m
+        n = self._grid(self.normals, xs)
         rgb_m, v_m, cos_m = _photo_sample(
             self,
             xm,
@@ -203,23 +209,23 @@ class RadianceField(nn.Module):
             front_tol_vox=MIRROR_FRONT_TOL,
         )
         lo, hi = MIRROR_GAIN
-        gain = ((cos_m - cos - lo) / (hi - lo)).clamp(0.0, 1.0)
-        a_m = v_m * face_region(x) * gain
-        if not bool((a_m > 0).any()):
-            return rgb, v
+        gain = ((cos_m - coss - lo) / (hi - lo)).clamp(0.0, 1.0)
+        a_m = v_m * face[idx] * gain
         eye = self.canon_from_cv[:3, 3]
-        ray = F.normalize(x - eye, dim=-1)  # the photo's ray to x
+        ray = F.normalize(xs - eye, dim=-1)  # the photo's ray to x
         ray_m = F.normalize(xm - eye, dim=-1) * m  # the virtual camera's ray to x
-        d = -n if view_dirs is None else view_dirs
+        d = -n if view_dirs is None else view_dirs[idx]
         k = torch.exp(((d * ray).sum(-1) - 1.0) / MIRROR_TAU)
         k_m = torch.exp(((d * ray_m).sum(-1) - 1.0) / MIRROR_TAU) * (1.0 - k)
         # Each view also weighs how head-on it sees the surface (a grazing view's texels are stretched).
-        w = v * k * cos.clamp(min=0.0) ** MIRROR_HEAD_ON
+        w = vs * k * coss.clamp(min=0.0) ** MIRROR_HEAD_ON
         w_m = a_m * k_m * cos_m.clamp(min=0.0) ** MIRROR_HEAD_ON
         total = w + w_m
         share = torch.where(total > 1e-12, w_m / total.clamp(min=1e-12), torch.zeros_like(total))
-        out = rgb + share[:, None] * (rgb_m - rgb)
-        return out, torch.maximum(v, a_m)
+        out, vis = rgb.clone(), v.clone()
+        out[idx] = rgb[idx] + share[:, None] * (rgb_m - rgb[idx])
+        vis[idx] = torch.maximum(vs, a_m)
+        return out, vis
 
     def colour(
         self, x: torch.Tensor, learned_only: bool = False, view_dirs: torch.Tensor | None = None
