@@ -63,8 +63,7 @@ def run(photo_path: str, steepen: float, quality: str) -> dict:
     finally:
         fitmod.MATTE_STEEPEN = saved
     c2w, scale = an.pose.cam2world_gl(), an.pose.to_canonical.scale
-    geo = render_image(field, c2w, an.work_intr, RenderOptions(cfg.n_coarse, cfg.n_fine, learned_only=True), scale)
-    enable_photo_term(field, an, extra, cfg)
+    geo = enable_photo_term(field, an, extra, cfg)  # its own render from the photo camera, learned colour only
     inp = render_image(field, c2w, an.work_intr, RenderOptions(cfg.n_coarse, cfg.n_fine), scale)
     scores = input_view_scores(inp, an.crop_rgb, an.matte, an.in_photo)
     return {

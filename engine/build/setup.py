@@ -37,9 +37,9 @@ def prepare_fit(
     return data, field, extra, views_info
 
 
-def enable_photo_term(field: RadianceField, an: FaceAnalysis, extra: tuple[FitView, ...], cfg: BuildConfig) -> None:
+def enable_photo_term(field: RadianceField, an: FaceAnalysis, extra: tuple[FitView, ...], cfg: BuildConfig) -> dict:
     """After fitting: the field's depth from the photo camera (learned colour only) becomes the photo term's
-    visibility test, and the extra views' photos are switched on."""
+    visibility test, and the extra views' photos are switched on. Returns that render (rgb, alpha, depth_m)."""
     geo = render_image(
         field,
         an.pose.cam2world_gl(),
@@ -49,3 +49,4 @@ def enable_photo_term(field: RadianceField, an: FaceAnalysis, extra: tuple[FitVi
     )
     field.set_photo_depth(geo["depth_m"])
     enable_view_photos(field, extra, cfg)
+    return geo

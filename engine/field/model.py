@@ -163,11 +163,12 @@ class RadianceField(nn.Module):
         colours are blended by those weights and v = max_k v_k. With the photo alone (and ``mirror_fill``), the
         mirrored virtual view joins in on the face (module docstring); ``view_dirs`` (N, 3) are the unit
         canonical directions the points are seen along (None: along their inward normals)."""
-        rgb, v, cos = _photo_sample(self, x, self.photo, self.photo_depth, self.photo_intr, self.canon_from_cv)
+        n = self._grid(self.normals, x)  # one lookup serves every view
+        rgb, v, cos = _photo_sample(self, x, self.photo, self.photo_depth, self.photo_intr, self.canon_from_cv, n)
         v = v * self.photo_enabled
         if self.n_extra_views == 0:
             if self.mirror_fill and bool(self.photo_enabled > 0):
-                return self._with_mirror(x, rgb, v, cos, view_dirs)
+                return self._with_mirror(x, n, rgb, v, cos, view_dirs)
             return rgb, v
         ws, rgbs, vs = [v * cos.clamp(min=0.0) ** 8], [rgb], [v]
         for k in range(self.n_extra_views):
@@ -178,6 +179,7 @@ class RadianceField(nn.Module):
                 self.extra_photo_depth[k : k + 1],
                 self.extra_photo_intr[k],
                 self.extra_canon_from_cv[k],
+                n,
             )
             v_k = v_k * self.extra_enabled[k]
             ws.append(v_k * cos_k.clamp(min=0.0) ** 8)
@@ -187,17 +189,16 @@ class RadianceField(nn.Module):
         blend = (w[..., None] * torch.stack(rgbs)).sum(0) / w.sum(0).clamp(min=1e-8)[:, None]
         return blend, torch.stack(vs).max(0).values
 
-    def _with_mirror(self, x, rgb, v, cos, view_dirs):
+    def _with_mirror(self, x, normals, rgb, v, cos, view_dirs):
         """The photo term blended with the mirrored virtual view (module docstring); only points on the face
         are looked at."""
         face = face_region(x)
         idx = torch.nonzero(face > 0)[:, 0]
         if idx.numel() == 0:
             return rgb, v
-        xs, vs, coss = x[idx], v[idx], cos[idx]
+        xs, n, vs, coss = x[idx], normals[idx], v[idx], cos[idx]
         m = MIRROR.to(x)
         xm = xs * m
-        n = self._grid(self.normals, xs)
         rgb_m, v_m, cos_m = _photo_sample(
             self,
             xm,
@@ -269,14 +270,12 @@ class RadianceField(nn.Module):
         self.extra_canon_from_cv[k].copy_(torch.as_tensor(np.asarray(canon_from_cv), dtype=torch.float32, device=dev))
 
 
-def _photo_sample(
-    field: RadianceField, x, photo, photo_depth, photo_intr, canon_from_cv, normals=None, front_tol_vox=None
-):
+def _photo_sample(field: RadianceField, x, photo, photo_depth, photo_intr, canon_from_cv, normals, front_tol_vox=None):
     """One view's photo colour (N, 3) at canonical x (N, 3), its visibility (N,) (depth test against the view's
     z-depth ``photo_depth`` (1, 1, H, W) in metres, damped at grazing angles, 0 outside the image) and the
-    cosine (N,) between the surface normal and the ray toward the camera. ``normals`` (N, 3) replace the field's
-    own at x; ``front_tol_vox`` also fails points more than that many voxels in front of the seen surface (for
-    points that need not lie on it)."""
+    cosine (N,) between the surface normal ``normals`` (N, 3) and the ray toward the camera. ``front_tol_vox``
+    also fails points more than that many voxels in front of the seen surface (for points that need not lie on
+    it)."""
     scale = canon_from_cv[:3, :3].det().abs().pow(1.0 / 3.0)
     rot = canon_from_cv[:3, :3] / scale
     pc = ((x - canon_from_cv[:3, 3]) @ rot) / scale
@@ -292,9 +291,8 @@ def _photo_sample(
     vis = torch.sigmoid((depth + 1.5 * vox_m - pc[:, 2]) / (0.5 * vox_m))
     if front_tol_vox is not None:
         vis = vis * torch.sigmoid((pc[:, 2] - depth + front_tol_vox * vox_m) / (0.5 * vox_m))
-    n = field._grid(field.normals, x) if normals is None else normals
     view = F.normalize(pc, dim=-1) @ (canon_from_cv[:3, :3] / scale).t()
-    cos = -(n * view).sum(-1)
+    cos = -(normals * view).sum(-1)
     graze = ((cos - 0.1) / 0.25).clamp(0.0, 1.0)
     inside = (gx.abs() < 1) & (gy.abs() < 1) & (depth > 0)
     return rgb, vis * graze * inside.float(), cos
