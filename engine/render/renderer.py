@@ -87,8 +87,9 @@ def render_rays(field, origins_c, dirs_c, opts: RenderOptions, jitter: bool = Fa
     sel = w.reshape(-1) > 1e-4
     cols = pts.new_zeros(pts.shape[0], 3)
     if bool(sel.any()):
-        dirs = d[:, None].expand(*t.shape, 3).reshape(-1, 3)
-        cols[sel] = field.colour(pts[sel], learned_only=opts.learned_only, view_dirs=dirs[sel])
+        # each selected sample's ray direction (only the photo term's mirrored view reads it)
+        dirs = None if opts.learned_only else d[torch.nonzero(sel)[:, 0] // t.shape[1]]
+        cols[sel] = field.colour(pts[sel], learned_only=opts.learned_only, view_dirs=dirs)
     c = composite(w, cols.view(*t.shape, 3))
     rgb = rgb.index_put((hit_idx,), c)
     alpha = alpha.index_put((hit_idx,), a)
