@@ -25,6 +25,7 @@ from engine.extract.export import rgba_u8, to_u8, write_glb, write_mp4, write_ob
 from engine.extract.mesh import clean_mesh, marching_cubes, sample_grid, vertex_normals
 from engine.extract.uv import spherical_unwrap
 from engine.face.analysis import FaceAnalysis, analyse
+from engine.face.symmetry import complete_unseen
 from engine.io.bundle import MANIFEST, staged_bundle, write_json_atomic
 from engine.io.exr import write_exr_depth
 from engine.io.images import Photo
@@ -169,7 +170,12 @@ def build_avatar(
         # head.glb carries the 52 shapes as morph targets with the photo's expression as default weights.
         from engine.rig.bundle import rig_mesh, write_rig_files
 
-        rigged = rig_mesh(an.pose.landmarks_world(), verts)
+        # One photo sees one side of the face: landmarks it cannot see take their mirrored partners, as the
+        # field's far side does (engine.face.symmetry); with more photos the far side may be seen, so keep them.
+        lm_world, mirror_w = an.pose.landmarks_world(), np.zeros(468)
+        if not extra:
+            lm_world, mirror_w = complete_unseen(lm_world, c2w[:3, 3])
+        rigged = rig_mesh(lm_world, verts)
         mesh_verts = rigged.keys.basis.astype(np.float64)
         normals = vertex_normals(mesh_verts, faces)
         write_glb(stage_dir / "head.glb", mesh_verts, faces, uv, normals, tex)
@@ -179,9 +185,15 @@ def build_avatar(
 
         state = {k: v.detach().cpu().contiguous() for k, v in field.state_dict().items()}
         save_file(state, str(stage_dir / "field.safetensors"), metadata={"format": "likeness-field", "version": "1"})
-        lm_world = an.pose.landmarks_world()
         (stage_dir / "landmarks.json").write_text(
-            json.dumps({"topology": "mediapipe-478", "frame": "world", "landmarks_world": lm_world.round(6).tolist()})
+            json.dumps(
+                {
+                    "topology": "mediapipe-478",
+                    "frame": "world",
+                    "landmarks_world": lm_world.round(6).tolist(),
+                    "mirrored_weight": mirror_w.round(3).tolist(),
+                }
+            )
         )
         timings["write"] = round(time.perf_counter() - timings["write"], 3)
         timings["total"] = round(time.perf_counter() - t_all, 3)
@@ -205,6 +217,7 @@ def build_avatar(
         )
         if views_info is not None:
             manifest["extra_views"] = _extra_views_manifest(views_info, extra, extra_views)
+        manifest["face"]["landmarks_mirrored"] = int((mirror_w > 0.5).sum())
         manifest["files"].update(rig_info["files"])
         manifest["rig"] = rig_info["rig"]
         write_json_atomic(stage_dir / MANIFEST, manifest)
