@@ -75,6 +75,10 @@ def test_landmarks_reproject_at_input_view(draft_bundle):
     assert (z > 0).all()
     x0, y0, side = av.manifest["camera"]["work"]["crop_box_px"]
     assert (uv[:, 0] > x0).all() and (uv[:, 0] < x0 + side).all()
+    # The astronaut faces the camera nearly square: no landmark is unseen enough to take its mirrored partner.
+    weights = json.loads((draft_bundle / "landmarks.json").read_text())["mirrored_weight"]
+    assert len(weights) == 468 and max(weights) < 0.5
+    assert av.manifest["face"]["landmarks_mirrored"] == 0
 
 
 def test_failed_build_keeps_previous_bundle(tmp_path, draft_bundle):
