@@ -25,6 +25,7 @@ from engine.extract.export import rgba_u8, to_u8, write_glb, write_mp4, write_ob
 from engine.extract.mesh import clean_mesh, marching_cubes, sample_grid, vertex_normals
 from engine.extract.uv import spherical_unwrap
 from engine.face.analysis import FaceAnalysis, analyse
+from engine.face.mesh import N_MESH
 from engine.face.symmetry import complete_unseen
 from engine.io.bundle import MANIFEST, staged_bundle, write_json_atomic
 from engine.io.exr import write_exr_depth
@@ -172,7 +173,7 @@ def build_avatar(
 
         # One photo sees one side of the face: landmarks it cannot see take their mirrored partners, as the
         # field's far side does (engine.face.symmetry); with more photos the far side may be seen, so keep them.
-        lm_world, mirror_w = an.pose.landmarks_world(), np.zeros(468)
+        lm_world, mirror_w = an.pose.landmarks_world(), np.zeros(N_MESH)
         if not extra:
             lm_world, mirror_w = complete_unseen(lm_world, c2w[:3, 3])
         rigged = rig_mesh(lm_world, verts)

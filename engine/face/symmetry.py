@@ -1,8 +1,9 @@
 """Landmarks the photo does not see, completed from their mirror partners.
 
 mediapipe regresses all 478 landmarks from one view, so on a turned face the far jaw, far cheek and far temple
-are guesses: on the Lee Perry-Smith scan photographed at 45° of yaw they are ~6 mm from the truth, against ~4 mm
-for their mirrored near-side partners (docs/FIDELITY.md, "Unseen landmarks"). The field's far side is itself
+are guesses: on the Lee Perry-Smith scan photographed at ±45° of yaw the landmarks replaced here lie 4.9-5.9 mm
+from the truth as mediapipe places them and 3.9-5.2 mm as their mirrored partners place them (docs/FIDELITY.md,
+"Unseen landmarks"; at ±15-30° the two are within 1 mm either way). The field's far side is itself
 filled from the mirrored photo (engine.field.model), so the bundle's landmarks, the rig anchored on them and the
 rendered head agree only if the landmarks are completed the same way.
 
