@@ -41,6 +41,28 @@ MIRROR_LANDMARK = np.array([
     239, 240, 241, 242, 243, 244, 245, 246, 247, 473, 476, 475, 474, 477, 468, 471, 470, 469, 472,
 ], dtype=np.int64)  # fmt: skip
 
+FLIP_X = np.array([-1.0, 1.0, 1.0])
+"""x -> -x: the world frame's mirror (the face is symmetric about x = 0)."""
+HEAD_CENTRE = np.array([0.0, 0.0, -0.02])
+"""A point a little behind the head centre in the world frame: every face normal points away from it."""
+
+
+def mirror_image(a: np.ndarray) -> np.ndarray:
+    """(468, 3) mirror image of per-landmark vectors (positions or normals): landmark i takes the x-flipped value
+    of its mirror partner."""
+    return np.asarray(a)[MIRROR_LANDMARK[:N_MESH]] * FLIP_X
+
+
+def orient_outward(triangles: np.ndarray, vertices: np.ndarray) -> np.ndarray:
+    """``triangles`` (T, 3) wound so their normals point out of the face (away from :data:`HEAD_CENTRE`), for
+    ``vertices`` (V, 3) in the world frame."""
+    a, b, c = vertices[triangles[:, 0]], vertices[triangles[:, 1]], vertices[triangles[:, 2]]
+    n = np.cross(b - a, c - a)
+    flip = ((n * ((a + b + c) / 3.0 - HEAD_CENTRE)).sum(1)) < 0
+    t = triangles.copy()
+    t[flip] = t[flip][:, [0, 2, 1]]
+    return t
+
 
 def _connections_module():
     """mediapipe's face-mesh connection tables, loaded from its source file without importing mediapipe (whose

@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.face.mesh import MIRROR_LANDMARK, N_MESH, mesh_triangles
+from engine.face.mesh import MIRROR_LANDMARK, N_MESH, mesh_triangles, mirror_image, orient_outward
 
 GRAZING_COS = (0.4, 0.2)
 """cos(angle between the landmark's normal and its ray to the photo camera): at or above 0.4 (66°) the landmark
 keeps its own position; at or below 0.2 (78°) it may be replaced fully."""
 PARTNER_ADVANTAGE = (0.1, 0.3)
 """How much more head-on (in cos) the partner must be seen: the same ramp as the colour's mirrored view."""
-HEAD_CENTRE = np.array([0.0, 0.0, -0.02])
-"""A point a little behind the head centre in the world frame; face normals are oriented away from it."""
 
 
 def _ramp(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -34,10 +32,8 @@ def _ramp(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
 def landmark_normals(points: np.ndarray) -> np.ndarray:
     """Unit outward normals (468, 3) of mediapipe's face mesh at ``points`` (>= 468, 3), world frame."""
     p = np.asarray(points, dtype=np.float64)[:N_MESH]
-    t = mesh_triangles()
-    a, b, c = p[t[:, 0]], p[t[:, 1]], p[t[:, 2]]
-    fn = np.cross(b - a, c - a)
-    fn *= np.sign((fn * ((a + b + c) / 3.0 - HEAD_CENTRE)).sum(1))[:, None]
+    t = orient_outward(mesh_triangles(), p)
+    fn = np.cross(p[t[:, 1]] - p[t[:, 0]], p[t[:, 2]] - p[t[:, 0]])
     n = np.zeros_like(p)
     for k in range(3):
         np.add.at(n, t[:, k], fn)
@@ -51,7 +47,7 @@ def photo_cos(points: np.ndarray, camera_centre: np.ndarray, symmetric: bool = F
     p = np.asarray(points, dtype=np.float64)[:N_MESH]
     n = landmark_normals(p)
     if symmetric:
-        n = n + n[MIRROR_LANDMARK[:N_MESH]] * np.array([-1.0, 1.0, 1.0])
+        n = n + mirror_image(n)
         n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
     to_cam = np.asarray(camera_centre, dtype=np.float64)[None, :] - p
     to_cam /= np.maximum(np.linalg.norm(to_cam, axis=1, keepdims=True), 1e-12)
@@ -61,7 +57,7 @@ def photo_cos(points: np.ndarray, camera_centre: np.ndarray, symmetric: bool = F
 def symmetrised(points: np.ndarray) -> np.ndarray:
     """(468, 3) mean of the face mesh and its mirror image about x = 0."""
     p = np.asarray(points, dtype=np.float64)[:N_MESH]
-    return 0.5 * (p + p[MIRROR_LANDMARK[:N_MESH]] * np.array([-1.0, 1.0, 1.0]))
+    return 0.5 * (p + mirror_image(p))
 
 
 def mirror_weights(points: np.ndarray, camera_centre: np.ndarray) -> np.ndarray:
@@ -79,7 +75,6 @@ def complete_unseen(points: np.ndarray, camera_centre: np.ndarray) -> tuple[np.n
     weights used. The iris points (468-477) are kept."""
     p = np.asarray(points, dtype=np.float64)
     w = mirror_weights(p, camera_centre)
-    mirrored = p[MIRROR_LANDMARK[:N_MESH]] * np.array([-1.0, 1.0, 1.0])
     out = p.copy()
-    out[:N_MESH] = (1.0 - w)[:, None] * p[:N_MESH] + w[:, None] * mirrored
+    out[:N_MESH] = (1.0 - w)[:, None] * p[:N_MESH] + w[:, None] * mirror_image(p[:N_MESH])
     return out, w

@@ -18,6 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import dijkstra
 
+from engine.face.mesh import FLIP_X
 from engine.rig import topology as T
 from engine.rig.arkit import ARKIT_NAMES, INDEX, N_SHAPES
 
@@ -32,7 +33,6 @@ JAW_FORWARD = 0.035
 """jawForward = 1 moves the jaw forward (+Z) by this fraction of the face height."""
 JAW_SIDE = 0.05
 """jawLeft = 1 moves the jaw toward the subject's left (+X) by this fraction of the face height."""
-FLIP_X = np.array([-1.0, 1.0, 1.0])
 X, Y, Z = np.eye(3)
 
 

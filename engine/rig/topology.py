@@ -17,7 +17,12 @@ from functools import lru_cache
 
 import numpy as np
 
-from engine.face.mesh import MIRROR_LANDMARK, connections, mesh_triangles  # noqa: F401 - the rig's topology re-exports them
+from engine.face.mesh import (  # noqa: F401 - the rig's topology re-exports them
+    MIRROR_LANDMARK,
+    connections,
+    mesh_triangles,
+    orient_outward,
+)
 
 N_MESH = 468
 N_PROXY = 502
@@ -239,11 +244,4 @@ def proxy_edges() -> np.ndarray:
 def oriented_triangles(vertices: np.ndarray) -> np.ndarray:
     """All proxy triangles (mesh + eye discs), wound so their normals point out of the face (toward the camera
     side of the head centre), for proxy ``vertices`` (N_PROXY, 3) in the world frame."""
-    t = np.concatenate([mesh_triangles(), disc_triangles()])
-    a, b, c = vertices[t[:, 0]], vertices[t[:, 1]], vertices[t[:, 2]]
-    n = np.cross(b - a, c - a)
-    centre = np.array([0.0, 0.0, -0.02])  # a little behind the head centre: every face normal points away from it
-    flip = ((n * ((a + b + c) / 3.0 - centre)).sum(1)) < 0
-    t = t.copy()
-    t[flip] = t[flip][:, [0, 2, 1]]
-    return t
+    return orient_outward(np.concatenate([mesh_triangles(), disc_triangles()]), vertices)
