@@ -31,9 +31,7 @@ from engine.face.landmarks import detect_faces  # noqa: E402
 from engine.face.mesh import N_MESH  # noqa: E402
 from engine.face.symmetry import complete_unseen, photo_cos  # noqa: E402
 from engine.proxy.canonical import umeyama  # noqa: E402
-
-OUTLINE = [10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148, 176,
-           149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109]  # fmt: skip
+from engine.rig.topology import contours  # noqa: E402
 
 
 def _u8(rgb: np.ndarray) -> np.ndarray:
@@ -67,7 +65,7 @@ def score(view, truth: np.ndarray) -> dict:
     head_on = ok & (photo_cos(raw, cam) > 0.5)
     replaced = ok & (w > 0.5)
     outline = np.zeros(N_MESH, bool)
-    outline[OUTLINE] = True
+    outline[contours()["oval"]] = True  # mediapipe's face oval
     rec = {"view": view.name, "yaw": view.yaw_deg, "pitch": view.pitch_deg, "replaced": int(replaced.sum())}
     for name, est in (("raw", raw[:N_MESH]), ("completed", done[:N_MESH])):
         fit = umeyama(est[head_on], truth[head_on])
