@@ -37,6 +37,10 @@ class ImageTooLarge(InputError):
     code = "image_too_large"
 
 
+class BadAspectRatio(InputError):
+    code = "bad_aspect_ratio"
+
+
 class ImageTooSmall(InputError):
     code = "image_too_small"
 
@@ -57,6 +61,12 @@ class BundleError(InputError):
     """An avatar bundle is missing, incomplete or of an unknown format."""
 
     code = "bad_bundle"
+
+
+class OutputRefused(InputError):
+    """The output path holds something that is not a Likeness bundle, or cannot be written (nothing is touched)."""
+
+    code = "bad_output"
 
 
 class DeviceUnavailable(LikenessError):

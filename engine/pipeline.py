@@ -27,7 +27,7 @@ from engine.extract.uv import spherical_unwrap
 from engine.face.analysis import FaceAnalysis, analyse
 from engine.face.mesh import N_MESH
 from engine.face.symmetry import complete_unseen
-from engine.io.bundle import MANIFEST, staged_bundle, write_json_atomic
+from engine.io.bundle import MANIFEST, check_output, staged_bundle, write_json_atomic
 from engine.io.exr import write_exr_depth
 from engine.io.images import Photo
 from engine.metrics import composite_over, input_view_scores, iou
@@ -57,6 +57,7 @@ def build_avatar(
     """Build the avatar bundle for ``photo`` at ``out_dir`` and return its manifest. ``extra_views``: more
     photos of the same person with cameras known relative to ``photo`` (engine.build.views); the field is fitted
     to all of them and the photo term blends them. ``photo`` still defines the world frame and scale."""
+    check_output(out_dir)  # refuse an output we would not replace before any compute
     progress = progress or _noop
     device = torch_device(cfg.device)
     torch.manual_seed(cfg.seed)

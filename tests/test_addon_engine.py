@@ -63,6 +63,36 @@ def test_client_against_a_real_engine(tmp_path):
         EngineClient(engine.url, engine.token, timeout_s=2.0).health()
 
 
+def test_download_replaces_only_a_bundle_and_never_leaves_the_folder_empty(tmp_path, draft_bundle):
+    import shutil
+
+    from blender_addon.client import DestinationRefused
+
+    avatar_id = "ab" * 16
+    ws = tmp_path / "ws"
+    shutil.copytree(draft_bundle, ws / "avatars" / avatar_id)
+    engine = LocalEngine(sys.executable, ws)
+    try:
+        engine.start()
+        client = engine.client()
+        mine = tmp_path / "dl" / "mine"
+        mine.mkdir(parents=True)
+        (mine / "notes.txt").write_text("my notes")
+        with pytest.raises(DestinationRefused, match="not a Likeness avatar bundle"):
+            client.download_bundle(avatar_id, mine, ("glb",))
+        assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+        (tmp_path / "dl" / "file").write_text("x")
+        with pytest.raises(DestinationRefused, match="is a file"):
+            client.download_bundle(avatar_id, tmp_path / "dl" / "file", ("glb",))
+        dest = tmp_path / "dl" / avatar_id
+        client.download_bundle(avatar_id, dest, ("glb",))
+        client.download_bundle(avatar_id, dest, ("glb", "texture"))  # over the first download
+        assert sorted(p.name for p in dest.iterdir()) == ["head.glb", "manifest.json", "texture.png"]
+        assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == [avatar_id, "file", "mine"], "no leftovers"
+    finally:
+        engine.stop()
+
+
 def test_a_local_engine_that_cannot_start_says_why(tmp_path):
     bad = tmp_path / "python"
     bad.write_text("#!/bin/sh\necho 'No module named engine' >&2\nexit 1\n")

@@ -4,6 +4,7 @@ from .api import EngineClient
 from .errors import (
     BadInput,
     Cancelled,
+    DestinationRefused,
     EngineError,
     EngineIncompatible,
     EngineUnreachable,
@@ -21,6 +22,7 @@ __all__ = [
     "BadInput",
     "BuildOptions",
     "Cancelled",
+    "DestinationRefused",
     "EngineClient",
     "EngineError",
     "EngineIncompatible",

@@ -9,7 +9,6 @@ import json
 import mimetypes
 import os
 import shutil
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -18,8 +17,10 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from . import swap
 from .errors import (
     Cancelled,
+    DestinationRefused,
     EngineError,
     EngineIncompatible,
     EngineUnreachable,
@@ -31,6 +32,24 @@ from .types import API_VERSION, AvatarSummary, BuildOptions, Health, Job
 DEFAULT_TIMEOUT_S = 10.0
 UPLOAD_TIMEOUT_S = 120.0
 RENDER_TIMEOUT_S = 300.0
+
+
+def _check_destination(dest: Path) -> None:
+    """Raise DestinationRefused unless ``dest`` is absent, an empty folder or a Likeness bundle."""
+    if not dest.exists():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        return
+    hint = "choose another download folder in the add-on's preferences, or move what is there yourself"
+    if not dest.is_dir():
+        raise DestinationRefused(f"{dest} is a file, not a bundle folder; refusing to replace it", hint)
+    if not any(dest.iterdir()):
+        return
+    try:
+        fmt = json.loads((dest / "manifest.json").read_text()).get("format")
+    except (OSError, ValueError, AttributeError, RecursionError):
+        fmt = None
+    if fmt != "likeness-avatar":
+        raise DestinationRefused(f"{dest} exists and is not a Likeness avatar bundle; refusing to replace it", hint)
 
 
 def require_api_version(health: Health, where: str) -> Health:
@@ -190,13 +209,17 @@ class EngineClient:
         should_cancel: Callable[[], bool] | None = None,
     ) -> Path:
         """Fetch an avatar's manifest and files (``keys``: the manifest keys to fetch; None = all but the field)
-        into ``dest``, staged in a sibling temp folder and moved into place, so ``dest`` is complete or absent."""
+        into ``dest``, staged in a sibling folder and swapped into place, so ``dest`` is always one complete bundle
+        (or absent). Refuses (:class:`DestinationRefused`, nothing touched) a ``dest`` that holds anything but a
+        Likeness bundle."""
         dest = Path(dest)
+        _check_destination(dest)
         manifest = self.manifest(avatar_id)
         files = manifest.get("files", {})
         wanted = [k for k in files if (k in keys if keys is not None else k != "field")]
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=".likeness-", dir=dest.parent))
+        swap.sweep(dest)
+        stage = swap.leftover_path(dest, "staging")
+        stage.mkdir()
         try:
             for key in wanted:
                 if should_cancel and should_cancel():
@@ -208,9 +231,8 @@ class EngineClient:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(self.file(avatar_id, key))
             (stage / "manifest.json").write_text(json.dumps(manifest, indent=1))
-            if dest.exists():
-                shutil.rmtree(dest)
-            os.replace(stage, dest)
+            _check_destination(dest)
+            swap.swap_into_place(stage, dest)  # dest shows the old bundle or the new one, never neither
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)
             raise

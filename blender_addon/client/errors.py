@@ -45,6 +45,12 @@ class BadInput(EngineError):
     code = "bad_input"
 
 
+class DestinationRefused(EngineError):
+    """The download folder holds something that is not a Likeness bundle; nothing was replaced."""
+
+    code = "bad_output"
+
+
 class JobFailed(EngineError):
     code = "job_failed"
 

@@ -1,6 +1,7 @@
 """The avatar bundle: one folder, every artifact written first, ``manifest.json`` written last and atomically,
-the folder swapped into place in one rename -- a reader never sees a half-written bundle, and a failed build
-leaves the previous bundle at that path untouched."""
+the folder swapped into place in one step (engine.io.swap) -- a reader never sees a half-written bundle or an
+empty path, a failed build leaves the previous bundle at that path untouched, and nothing but a bundle is ever
+replaced."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ import json
 import os
 import shutil
 import tempfile
-import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
 from engine import BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION
-from engine.errors import BundleError
+from engine.errors import BundleError, OutputRefused
+from engine.io import swap
 
 MANIFEST = "manifest.json"
 
@@ -34,24 +35,53 @@ def write_json_atomic(path: Path, data: dict) -> None:
         raise
 
 
+def _is_bundle(path: Path) -> bool:
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == BUNDLE_FORMAT
+
+
+def check_output(out_dir: str | os.PathLike) -> Path:
+    """The resolved output path if a bundle may be written there, else :class:`OutputRefused` (nothing touched).
+
+    A bundle may replace nothing, an empty folder, or a Likeness bundle (recognised by its manifest); never a
+    file or a folder holding anything else. The parent must be a folder we can create entries in (tried, not
+    guessed from permission bits). Leftovers of a killed earlier write are swept first (engine.io.swap)."""
+    out = Path(out_dir).expanduser().resolve()
+    hint = "choose another output folder (-o), or move what is there yourself"
+    if out.exists():
+        if not out.is_dir():
+            raise OutputRefused(f"{out} is a file, not a bundle folder; refusing to replace it", hint)
+        if any(out.iterdir()) and not _is_bundle(out):
+            raise OutputRefused(f"{out} exists and is not a Likeness avatar bundle; refusing to replace it", hint)
+    parent = out.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryDirectory(prefix=f".{out.name}.probe-", dir=parent).cleanup()
+    except OSError as exc:
+        raise OutputRefused(
+            f"cannot write a bundle in {parent}: {exc.strerror or exc}", "choose an output folder you can write to"
+        ) from exc
+    swap.sweep(out)
+    return out
+
+
 @contextmanager
 def staged_bundle(out_dir: str | os.PathLike):
-    """Yield a fresh staging folder beside ``out_dir``; on success swap it into place, on failure delete it."""
-    out = Path(out_dir).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = out.parent / f".{out.name}.staging-{uuid.uuid4().hex[:8]}"
+    """Yield a fresh staging folder beside ``out_dir``; on success swap it into place (engine.io.swap: readers
+    see the old bundle or the new one, never neither), on failure delete it. Refuses, before anything is
+    written, an output that :func:`check_output` refuses."""
+    out = check_output(out_dir)
+    stage = swap.leftover_path(out, "staging")
     stage.mkdir()
     try:
         yield stage
         if not (stage / MANIFEST).exists():
             raise BundleError("internal: bundle staged without a manifest")
-        old = None
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(out, old)
-        os.replace(stage, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        check_output(out)  # again: something may have appeared there while we built
+        swap.swap_into_place(stage, out)
     finally:
         if stage.exists():
             shutil.rmtree(stage, ignore_errors=True)
