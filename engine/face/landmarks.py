@@ -99,6 +99,19 @@ def _box_iou(a, b) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def _mediapipe_view(rgb: np.ndarray) -> tuple[np.ndarray, float]:
+    """``rgb`` scaled so its longer side is at most MP_MAX_SIDE (mediapipe and OpenCV are never handed a
+    full-resolution photo), and the scale used."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    scale = min(1.0, MP_MAX_SIDE / max(h, w))
+    if scale >= 1.0:
+        return rgb, 1.0
+    size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), scale
+
+
 def _mediapipe_faces(rgb: np.ndarray) -> list[FaceLandmarks]:
     """Faces with 478 landmarks. The full-range detector finds faces however small they are in the frame; each
     is re-cropped and meshed on its own (the mesh model's built-in detector only sees faces that fill the
@@ -106,10 +119,7 @@ def _mediapipe_faces(rgb: np.ndarray) -> list[FaceLandmarks]:
     import cv2
 
     h, w = rgb.shape[:2]
-    scale = min(1.0, MP_MAX_SIDE / max(h, w))
-    img = rgb
-    if scale < 1.0:
-        img = cv2.resize(rgb, (int(round(w * scale)), int(round(h * scale))), interpolation=cv2.INTER_AREA)
+    img, scale = _mediapipe_view(rgb)
     faces = [_to_face(p, 0.0, 0.0, w, h) for p in _face_mesh(img, 8)]
     for x0, y0, x1, y1 in _detections(img):
         x0, y0, x1, y1 = (v / scale for v in (x0, y0, x1, y1))
@@ -135,7 +145,7 @@ def _mediapipe_count_detections(rgb: np.ndarray) -> int:
         quiet_native_stderr(),
         mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5) as fd,
     ):
-        res = fd.process(np.ascontiguousarray(rgb))
+        res = fd.process(np.ascontiguousarray(_mediapipe_view(rgb)[0]))
     return len(res.detections or [])
 
 

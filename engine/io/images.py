@@ -11,11 +11,14 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps
 
-from engine.errors import ImageTooLarge, ImageTooSmall, NotAnImage, UnreadableImage
+from engine.errors import BadAspectRatio, ImageTooLarge, ImageTooSmall, NotAnImage, UnreadableImage
 
 MAX_FILE_BYTES = 50 * 1024 * 1024
 MAX_PIXELS = 60_000_000
 MIN_SIDE = 96
+MAX_ASPECT = 8.0
+"""Longest side / shortest side. Past it a photo is a strip or a panorama: native image code (OpenCV's remap
+takes sides under 32 767 px) and the face detector are not handed it."""
 
 _MAGIC = (
     (b"\xff\xd8\xff", "jpeg"),
@@ -68,6 +71,36 @@ def _exif_focal_35mm(img: Image.Image) -> float | None:
     return value if value and 8.0 <= value <= 1200.0 else None
 
 
+def check_size(name: str, w: int, h: int) -> None:
+    """Refuse a photo of ``w`` x ``h`` pixels that is too large, too small or too long and thin (one line)."""
+    if w * h > MAX_PIXELS:
+        raise ImageTooLarge(
+            f"{name} has {w * h / 1e6:.0f} megapixels; the limit is {MAX_PIXELS // 10**6}",
+            "scale the photo down or crop it around the face",
+        )
+    if min(w, h) < MIN_SIDE:
+        raise ImageTooSmall(
+            f"{name} is {w}x{h} pixels; it needs at least {MIN_SIDE} on each side", "use a larger photo of the face"
+        )
+    if max(w, h) > MAX_ASPECT * min(w, h):
+        raise BadAspectRatio(
+            f"{name} is {w}x{h} pixels, {max(w, h) / min(w, h):.0f} times longer than it is wide; Likeness takes "
+            f"photos up to {MAX_ASPECT:.0f}:1",
+            "crop the photo around the face",
+        )
+
+
+def _rgb_u8(img: Image.Image) -> np.ndarray:
+    """(H, W, 3) uint8. 16-bit and 32-bit integer greys are scaled to 8 bits (Pillow's own conversion clips them
+    at 255, which turns a 16-bit portrait white)."""
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        grey = np.asarray(img).astype(np.float64)
+        top = 65535.0 if img.mode != "I" or grey.max(initial=0) <= 65535 else float(grey.max())
+        grey = np.clip(np.round(grey * (255.0 / top)), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+
+
 def load_photo_bytes(data: bytes, name: str = "photo") -> Photo:
     """Decode ``data`` into a :class:`Photo`, refusing anything unsafe or unusable with a specific error."""
     if len(data) > MAX_FILE_BYTES:
@@ -87,9 +120,7 @@ def load_photo_bytes(data: bytes, name: str = "photo") -> Photo:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             Image.MAX_IMAGE_PIXELS = MAX_PIXELS
             img = Image.open(io.BytesIO(data))
-            w, h = img.size
-            if w * h > MAX_PIXELS:
-                raise ImageTooLarge(f"{name} has {w * h / 1e6:.0f} megapixels; the limit is {MAX_PIXELS // 10**6}")
+            check_size(name, *img.size)
             focal = _exif_focal_35mm(img)
             img.load()
             img = ImageOps.exif_transpose(img)
@@ -97,13 +128,12 @@ def load_photo_bytes(data: bytes, name: str = "photo") -> Photo:
         raise ImageTooLarge(
             f"{name} is too large to decode safely (more than {MAX_PIXELS // 10**6} megapixels)"
         ) from exc
-    except ImageTooLarge:
+    except (ImageTooLarge, ImageTooSmall, BadAspectRatio):
         raise
     except (OSError, SyntaxError, ValueError) as exc:
         raise UnreadableImage(f"{name} could not be decoded (truncated or corrupt {fmt} file)") from exc
-    if min(img.size) < MIN_SIDE:
-        raise ImageTooSmall(f"{name} is {img.size[0]}x{img.size[1]} pixels; it needs at least {MIN_SIDE} on each side")
-    rgb = np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+    check_size(name, *img.size)  # again: EXIF orientation may have turned it
+    rgb = _rgb_u8(img)
     return Photo(rgb=rgb, format=fmt, sha256=hashlib.sha256(data).hexdigest(), n_bytes=len(data), focal_35mm=focal)
 
 

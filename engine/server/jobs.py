@@ -192,10 +192,13 @@ class JobStore:
             raise
         return self.get(job_id)
 
-    def release(self, claim: str | None, max_attempts: int, reason: str, refund: bool = False) -> list[str]:
+    def release(
+        self, claim: str | None, max_attempts: int, reason: str, refund: bool = False, native_crash: bool = False
+    ) -> list[str]:
         """Jobs left running by a dead worker (``claim``) or by a killed server (``claim`` None: all of them):
         cancelled if a cancel was asked, failed after ``max_attempts`` starts, otherwise re-queued (``refund``:
-        without counting the start, for a graceful stop)."""
+        without counting the start, for a graceful stop). ``native_crash``: the worker was ended by a crash in
+        native code (abort, segfault), which the same photo repeats: failed at once, not retried on resubmission."""
         now = time.time()
         con = self._con()
         con.execute("BEGIN IMMEDIATE")
@@ -207,6 +210,20 @@ class JobStore:
                     con.execute(
                         "UPDATE jobs SET state = ?, claim = NULL, eta_s = NULL, finished = ?, updated = ? WHERE id = ?",
                         (CANCELLED, now, now, r["id"]),
+                    )
+                elif native_crash:
+                    con.execute(
+                        "UPDATE jobs SET state = ?, claim = NULL, eta_s = NULL, error_code = 'native_crash',"
+                        " error_message = ?, error_hint = ?, finished = ?, updated = ? WHERE id = ?",
+                        (
+                            FAILED,
+                            f"the build process crashed in native code on this photo ({reason})",
+                            "the same photo crashes again: crop it around the face or re-save it as an ordinary "
+                            "JPEG, then submit that",
+                            now,
+                            now,
+                            r["id"],
+                        ),
                     )
                 elif r["attempts"] >= max_attempts and not refund:
                     con.execute(

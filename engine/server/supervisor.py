@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import signal
 import threading
 import time
 import uuid
@@ -15,6 +16,12 @@ from engine.server.worker import worker_main
 from engine.server.workspace import Workspace
 
 log = logging.getLogger("likeness.server")
+
+NATIVE_CRASH_SIGNALS = frozenset(
+    int(getattr(signal, name)) for name in ("SIGABRT", "SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL") if hasattr(signal, name)
+)
+"""A worker ended by one of these crashed in native code (OpenCV, mediapipe, torch): deterministic for the same
+input, unlike SIGKILL (the out-of-memory killer, an operator), so its job fails at once instead of re-queuing."""
 
 
 class Supervisor:
@@ -62,7 +69,9 @@ class Supervisor:
                 if not self.proc.is_alive():
                     code = self.proc.exitcode
                     self._kill()
-                    ids = self.store.release(self.claim, self.settings.max_attempts, f"exit code {code}")
+                    native = code is not None and -code in NATIVE_CRASH_SIGNALS
+                    reason = f"signal {signal.Signals(-code).name}" if native else f"exit code {code}"
+                    ids = self.store.release(self.claim, self.settings.max_attempts, reason, native_crash=native)
                     log.warning("worker for %s died (exit code %s); jobs released: %s", self.device, code, ids)
                     if self._stop.wait(backoff):
                         return

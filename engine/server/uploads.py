@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from engine.errors import ImageTooLarge, ImageTooSmall, NotAnImage, UnreadableImage
-from engine.io.images import MAX_PIXELS, MIN_SIDE, sniff_format
+from engine.errors import ImageTooLarge, NotAnImage, UnreadableImage
+from engine.io.images import MAX_PIXELS, check_size, sniff_format
 from engine.server.errors import ApiError
 
 MAX_PARTS = 4
@@ -114,7 +114,7 @@ def parse_upload(body: bytes, content_type: str, max_image_bytes: int) -> Upload
         )
     try:
         opts = json.loads(options.decode("utf-8")) if options and options.strip() else {}
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: nested thousands deep
         raise ApiError(422, "invalid_options", "options is not valid JSON", 'e.g. {"quality": "draft"}') from exc
     if not isinstance(opts, dict):
         raise ApiError(422, "invalid_options", "options must be a JSON object", 'e.g. {"quality": "draft"}')
@@ -145,8 +145,5 @@ def probe_image(data: bytes, name: str) -> str:
         ) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise UnreadableImage(f"{name} could not be read (truncated or corrupt {fmt} file)") from exc
-    if w * h > MAX_PIXELS:
-        raise ImageTooLarge(f"{name} has {w * h / 1e6:.0f} megapixels; the limit is {MAX_PIXELS // 10**6}")
-    if min(w, h) < MIN_SIDE:
-        raise ImageTooSmall(f"{name} is {w}x{h} pixels; it needs at least {MIN_SIDE} on each side")
+    check_size(name, w, h)
     return fmt
