@@ -76,12 +76,52 @@ def cmd_demo(args) -> int:
     return _build(demo_photo(), args, out, "astronaut.png")
 
 
+def _writable_ancestor(path: Path, what: str) -> None:
+    """OutputRefused unless the nearest existing folder above ``path`` is a folder we may write in."""
+    from engine.errors import OutputRefused
+
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        why = "a file stands where a folder should be" if not parent.is_dir() else "permission denied"
+        raise OutputRefused(f"cannot write {what} {path}: {why} ({parent})", "choose a folder you can write to")
+
+
+def output_file(path: str | None, what: str) -> Path | None:
+    """``path`` as a file we may write, or OutputRefused before any work is done (nothing is created)."""
+    if path is None:
+        return None
+    from engine.errors import OutputRefused
+
+    out = Path(path).expanduser()
+    if out.is_dir():
+        raise OutputRefused(f"{what} {out} is a folder; give a file name", f"e.g. {out / ('out' + out.suffix)}")
+    _writable_ancestor(out, what)
+    if out.exists() and not os.access(out, os.W_OK):
+        raise OutputRefused(f"cannot write {what} {out}: permission denied", "choose a folder you can write to")
+    return out
+
+
+def output_folder(path: str | os.PathLike, what: str) -> Path:
+    """``path`` as a folder we may write files into, or OutputRefused (nothing is created)."""
+    from engine.errors import OutputRefused
+
+    out = Path(path).expanduser()
+    if out.exists() and not out.is_dir():
+        raise OutputRefused(f"{what} {out} is a file, not a folder", "give a folder name")
+    _writable_ancestor(out / "x", what)
+    return out
+
+
 def cmd_render(args) -> int:
     import numpy as np
 
     from engine.avatar import load_avatar
     from engine.extract.export import rgba_u8, write_png
 
+    output_file(args.output, "the render")
+    output_file(args.depth, "the depth map")
     avatar = load_avatar(args.bundle)
     cam, intr = avatar.orbit(
         args.yaw, args.pitch, args.size, distance_m=args.distance, fov_deg=args.fov, focal_mm=args.focal_mm
@@ -98,6 +138,7 @@ def cmd_render(args) -> int:
     if args.depth:
         from engine.io.exr import write_exr_depth
 
+        Path(args.depth).parent.mkdir(parents=True, exist_ok=True)
         write_exr_depth(args.depth, out["depth_m"])
     cov = float((out["alpha"] > 0.5).mean())
     print(
@@ -112,8 +153,8 @@ def cmd_turntable(args) -> int:
     from engine.extract.export import write_mp4, write_png
     from engine.pipeline import _over_grey, render_turntable
 
+    out = output_folder(args.output or Path(args.bundle) / "turntable_custom", "the turntable folder")
     avatar = load_avatar(args.bundle)
-    out = Path(args.output or Path(args.bundle) / "turntable_custom")
     out.mkdir(parents=True, exist_ok=True)
     bars = StageBars(not args.quiet)
     frames = render_turntable(avatar, args.frames, args.size, args.pitch, progress=lambda f: bars("turntable", f))
@@ -128,9 +169,10 @@ def cmd_serve(args) -> int:
     from engine.server.serve import serve
     from engine.server.settings import ServerSettings
 
+    workspace = output_folder(args.workspace, "the workspace")
     try:
         settings = ServerSettings(
-            workspace=Path(args.workspace).expanduser(),
+            workspace=workspace,
             host=args.host,
             port=args.port,
             token=args.token or os.environ.get("LIKENESS_TOKEN") or None,
@@ -152,6 +194,9 @@ def cmd_drive(args) -> int:
     from engine.rig.cli_support import drive_keyframes
     from engine.rig.livelink import write_csv
 
+    output_file(args.output, "the keyframes CSV")
+    if args.frames:
+        output_folder(args.frames, "the frames folder")
     avatar = load_avatar(args.bundle)
     take = drive_keyframes(
         avatar, args.photo, args.video, args.csv, args.same_person, args.smooth, args.fps, args.max_frames
@@ -177,19 +222,54 @@ def cmd_drive(args) -> int:
     return 0
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that refuses a bad argument with one line (``likeness: error: ...``) and exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"likeness: error: {message} (see likeness {self._subcommand()}--help)\n")
+
+    def _subcommand(self) -> str:
+        words = self.prog.split()[1:]
+        return " ".join(words) + " " if words else ""
+
+
+def ranged(name: str):
+    """An argparse type for the number ``name`` of engine.config.RANGES (the server's schema reads the same)."""
+    from engine.config import RANGES
+
+    rng = RANGES[name]
+
+    def parse(text: str):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        try:
+            return rng.check(value, "it")
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {rng.describe()}, not {text}") from None
+
+    parse.__name__ = name  # argparse names the type in its messages
+    return parse
+
+
 def make_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="likeness", description="One portrait photo -> animatable 3D head.")
+    p = OneLineParser(prog="likeness", description="One portrait photo -> animatable 3D head.")
     p.add_argument("--version", action="version", version=f"likeness {__version__}")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     def build_opts(sp):
         sp.add_argument("-o", "--output", help="bundle folder (default: out/<photo name>)")
         sp.add_argument("--quality", default="standard", choices=["draft", "standard", "high"])
         sp.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-        sp.add_argument("--face", type=int, default=0, help="which face when the photo shows several (largest=0)")
-        sp.add_argument("--focal-35mm", type=float, default=0.0, help="override the EXIF / default focal length")
+        sp.add_argument(
+            "--face", type=ranged("face_index"), default=0, help="which face when the photo shows several (largest=0)"
+        )
+        sp.add_argument(
+            "--focal-35mm", type=ranged("focal_35mm"), default=0.0, help="override the EXIF / default focal length"
+        )
         sp.add_argument(
             "--landmarks",
             default="auto",
@@ -208,18 +288,18 @@ def make_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("render", help="render a bundle's radiance field from an orbit camera")
     r.add_argument("bundle")
-    r.add_argument("--yaw", type=float, default=0.0, help="degrees, + toward the subject's left")
-    r.add_argument("--pitch", type=float, default=0.0, help="degrees, + from above")
+    r.add_argument("--yaw", type=ranged("yaw_deg"), default=0.0, help="degrees, + toward the subject's left")
+    r.add_argument("--pitch", type=ranged("pitch_deg"), default=0.0, help="degrees, + from above")
     g = r.add_mutually_exclusive_group()
-    g.add_argument("--fov", type=float, help="vertical field of view, degrees")
-    g.add_argument("--focal-mm", type=float, help="focal length in mm on a 36 mm sensor")
+    g.add_argument("--fov", type=ranged("fov_deg"), help="vertical field of view, degrees")
+    g.add_argument("--focal-mm", type=ranged("focal_mm"), help="focal length in mm on a 36 mm sensor")
     r.add_argument(
         "--distance",
-        type=float,
+        type=ranged("distance_m"),
         help="camera distance from the head centre, metres; alone, the "
         "focal length follows so the head keeps its size (perspective manipulation)",
     )
-    r.add_argument("--size", type=int, default=512)
+    r.add_argument("--size", type=ranged("render_side_px"), default=512, help="side of the render, pixels")
     r.add_argument("--expression", nargs="*", help="ARKit weights, e.g. jawOpen=0.8 eyeBlinkLeft=1")
     r.add_argument("-o", "--output", required=True)
     r.add_argument("--depth", help="also write z-depth (metres) as EXR")
@@ -233,20 +313,22 @@ def make_parser() -> argparse.ArgumentParser:
     src.add_argument("--csv", help="a Live Link Face CSV to import")
     dr.add_argument("-o", "--output", required=True, help="keyframes out, as a Live Link Face CSV")
     dr.add_argument("--same-person", action="store_true", help="the driver is the avatar's subject: fit its own rig")
-    dr.add_argument("--smooth", type=float, default=0.04, help="temporal smoothing of video keyframes, seconds")
-    dr.add_argument("--fps", type=float, help="frame rate for CSV timecodes (default: inferred, else 60)")
-    dr.add_argument("--max-frames", type=int, help="stop after this many video frames")
+    dr.add_argument(
+        "--smooth", type=ranged("smooth_s"), default=0.04, help="temporal smoothing of video keyframes, seconds"
+    )
+    dr.add_argument("--fps", type=ranged("fps"), help="frame rate for CSV timecodes (default: inferred, else 60)")
+    dr.add_argument("--max-frames", type=ranged("max_frames"), help="stop after this many video frames")
     dr.add_argument("--frames", help="also render the avatar at every keyframe into this folder (PNG)")
-    dr.add_argument("--size", type=int, default=256, help="side of the rendered frames, pixels")
+    dr.add_argument("--size", type=ranged("render_side_px"), default=256, help="side of the rendered frames, pixels")
     dr.set_defaults(func=cmd_drive)
 
     t = sub.add_parser("turntable", help="render a turntable (PNG frames + MP4) from a bundle")
     t.add_argument("bundle")
     t.add_argument("-o", "--output")
-    t.add_argument("--frames", type=int, default=36)
-    t.add_argument("--size", type=int, default=512)
-    t.add_argument("--pitch", type=float, default=5.0)
-    t.add_argument("--fps", type=int, default=24)
+    t.add_argument("--frames", type=ranged("frames"), default=36)
+    t.add_argument("--size", type=ranged("render_side_px"), default=512)
+    t.add_argument("--pitch", type=ranged("pitch_deg"), default=5.0)
+    t.add_argument("--fps", type=ranged("fps"), default=24)
     t.set_defaults(func=cmd_turntable)
 
     s = sub.add_parser("serve", help="serve the engine over HTTP (API v1, see docs/API.md)")
@@ -277,6 +359,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("likeness: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # the last edge: a bug is one line too, its traceback with -v
+        if args.verbose:
+            raise
+        print(
+            f"likeness: error: internal error ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}) "
+            "-- this is a bug; rerun with -v for the traceback and report it",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

@@ -2,9 +2,53 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 
 QUALITIES = ("draft", "standard", "high")
+
+
+@dataclass(frozen=True)
+class Range:
+    """The accepted values of one number the user gives (CLI flag, server field): finite, ``lo`` to ``hi``
+    inclusive, whole when ``integer``; ``zero`` names what 0 means when 0 is accepted outside the range."""
+
+    lo: float
+    hi: float
+    unit: str = ""
+    integer: bool = False
+    zero: str = ""
+
+    def check(self, value: float, name: str) -> float:
+        """``value`` if accepted, else ValueError with one line naming ``name`` and the range."""
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        ok = ok and (not self.integer or float(value).is_integer())
+        if ok and (self.lo <= value <= self.hi or (self.zero and value == 0)):
+            return int(value) if self.integer else float(value)
+        raise ValueError(f"{name} must be {self.describe()}, not {value!r}")
+
+    def describe(self) -> str:
+        unit = f" {self.unit}" if self.unit else ""
+        kind = "a whole number" if self.integer else "a number"
+        text = f"{kind} from {self.lo:g} to {self.hi:g}{unit}"
+        return f"0 ({self.zero}) or {text}" if self.zero else text
+
+
+RANGES: dict[str, Range] = {
+    "face_index": Range(0, 64, integer=True),
+    "focal_35mm": Range(8.0, 1200.0, "mm", zero="EXIF or the default"),
+    "yaw_deg": Range(-360.0, 360.0, "degrees"),
+    "pitch_deg": Range(-89.0, 89.0, "degrees"),
+    "distance_m": Range(0.05, 100.0, "m"),
+    "fov_deg": Range(1.0, 170.0, "degrees"),
+    "focal_mm": Range(1.0, 5000.0, "mm"),
+    "render_side_px": Range(1, 8192, "pixels", integer=True),
+    "frames": Range(1, 3600, integer=True),
+    "fps": Range(1.0, 240.0, "frames per second"),
+    "smooth_s": Range(0.0, 10.0, "s"),
+    "max_frames": Range(1, 1_000_000, integer=True),
+}
+"""Every number a user passes, one range each: the CLI's argument types and the server's schema both read these."""
 
 
 @dataclass(frozen=True)
@@ -68,8 +112,8 @@ class BuildConfig:
             raise ValueError(f"device must be auto, cpu or cuda, not {self.device!r}")
         if self.landmark_backend not in ("auto", "mediapipe", "face-alignment"):
             raise ValueError(f"unknown landmark backend {self.landmark_backend!r}")
-        if self.face_index < 0:
-            raise ValueError("face_index must be >= 0")
+        RANGES["face_index"].check(self.face_index, "face_index")
+        RANGES["focal_35mm"].check(self.focal_35mm, "focal_35mm")
         for name in ("work_res", "grid_res", "plane_res", "mc_res", "texture_size", "turntable_size"):
             if getattr(self, name) < 16:
                 raise ValueError(f"{name} must be at least 16")

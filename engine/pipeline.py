@@ -24,7 +24,7 @@ from engine.extract.bake import bake_texture, mesh_maps
 from engine.extract.export import rgba_u8, to_u8, write_glb, write_mp4, write_obj, write_png
 from engine.extract.mesh import clean_mesh, marching_cubes, sample_grid, vertex_normals
 from engine.extract.uv import spherical_unwrap
-from engine.face.analysis import FaceAnalysis, analyse
+from engine.face.analysis import FaceAnalysis, analyse, analysis_warnings
 from engine.face.mesh import N_MESH
 from engine.face.symmetry import complete_unseen
 from engine.io.bundle import MANIFEST, check_output, staged_bundle, write_json_atomic
@@ -220,6 +220,7 @@ def build_avatar(
         if views_info is not None:
             manifest["extra_views"] = _extra_views_manifest(views_info, extra, extra_views)
         manifest["face"]["landmarks_mirrored"] = int((mirror_w > 0.5).sum())
+        manifest["warnings"] = analysis_warnings(an.n_faces, cfg)
         manifest["files"].update(rig_info["files"])
         manifest["rig"] = rig_info["rig"]
         write_json_atomic(stage_dir / MANIFEST, manifest)

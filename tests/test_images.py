@@ -94,3 +94,26 @@ def test_file_too_large(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(UnreadableImage, match="no such file"):
         load_photo(tmp_path / "nope.jpg")
+
+
+def test_16_bit_grey_portrait_decodes_and_shows_its_face(astronaut_rgb):
+    from engine.face.landmarks import choose_face
+
+    grey8 = np.asarray(Image.fromarray(astronaut_rgb).convert("L"))
+    grey16 = grey8.astype(np.uint16) * 257
+    photo = load_photo_bytes(_encode(grey16, "PNG"), "grey16.png")
+    assert photo.rgb.dtype == np.uint8 and photo.rgb.shape == (*grey8.shape, 3)
+    assert np.abs(photo.rgb[..., 0].astype(int) - grey8).max() <= 1, "scaled, not clipped to white"
+    face, n_faces, _ = choose_face(photo.rgb)
+    assert n_faces == 1 and face.size_px > 96
+
+
+@pytest.mark.parametrize("size", [(96, 40000), (34000, 1700), (1000, 120)])
+def test_strips_and_panoramas_are_refused_before_decoding(size):
+    from engine.errors import BadAspectRatio
+
+    w, h = size
+    data = _encode(np.zeros((h, w), np.uint8), "PNG")
+    with pytest.raises(BadAspectRatio) as exc:
+        load_photo_bytes(data, "strip.png")
+    assert f"{w}x{h}" in exc.value.one_line() and "\n" not in exc.value.one_line() and exc.value.hint

@@ -1,54 +1,80 @@
-"""A worker that crashes in native code fails its job at once (no three crash-and-retry rounds), a resubmission of
-the same photo answers that failure instead of crashing again, and the next worker serves other jobs. Real
-server process; the crash is a real SIGABRT delivered to the real worker mid-build."""
+"""What a build job tells its user, from a real server process: a worker that crashes in native code fails its
+job at once (no three crash-and-retry rounds), a resubmission answers that failure instead of crashing again, and
+the next worker serves other jobs; a photo with several faces succeeds with the notice in the job's status. The
+crash is a real SIGABRT delivered to the real worker mid-build."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import sqlite3
 
+import numpy as np
 import pytest
+from PIL import Image
 from test_server_harness import ServerProcess, wait_for
 
 pytest.importorskip("fastapi", reason="the engine server needs the [server] extra")
+BUILD_TIMEOUT_S = 1200
 
 
-def submit(c, data: bytes, options: dict):
-    return c.post(
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = ServerProcess(tmp_path_factory.mktemp("crash") / "ws")
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def submit(c, data: bytes, options: dict) -> dict:
+    r = c.post(
         "/v1/builds",
-        files={"file": ("astronaut.png", data, "application/octet-stream")},
+        files={"file": ("photo.png", data, "application/octet-stream")},
         data={"options": json.dumps(options)},
     )
+    assert r.status_code in (200, 201, 202), r.text
+    return r.json()["job"]
 
 
-def test_a_native_crash_fails_the_job_once_and_for_all(tmp_path, astronaut_png):
-    srv = ServerProcess(tmp_path / "ws")
-    srv.start()
-    try:
-        with srv.client() as c:
-            r = submit(c, astronaut_png, {"quality": "draft"})
-            assert r.status_code in (200, 201, 202), r.text
-            job_id = r.json()["job"]["id"]
-            wait_for(lambda: c.get(f"/v1/jobs/{job_id}").json()["state"] == "running", 300, 0.2, "the job to run")
-            (worker,) = wait_for(srv.worker_pids, 60, 0.2, "the worker")
-            os.kill(worker, signal.SIGABRT)  # what OpenCV's remap did on a 34000-px panorama
+def finished(c, job_id):
+    j = c.get(f"/v1/jobs/{job_id}").json()
+    return j if j["state"] in ("succeeded", "failed", "cancelled") else None
 
-            def failed():
-                j = c.get(f"/v1/jobs/{job_id}").json()
-                return j if j["state"] == "failed" else None
 
-            job = wait_for(failed, 60, 0.2, "the job to fail")
-            err = job["error"]
-            assert err["code"] == "native_crash" and "SIGABRT" in err["message"] and err["hint"], job
-            with sqlite3.connect(f"file:{srv.workspace / 'jobs.sqlite3'}?mode=ro", uri=True) as db:
-                (attempts,) = db.execute("SELECT attempts FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            assert attempts == 1, "not started again after a crash the same photo repeats"
+def test_a_native_crash_fails_the_job_once_and_for_all(server, astronaut_png):
+    with server.client() as c:
+        job_id = submit(c, astronaut_png, {"quality": "draft"})["id"]
+        wait_for(lambda: c.get(f"/v1/jobs/{job_id}").json()["state"] == "running", 300, 0.2, "the job to run")
+        (worker,) = wait_for(server.worker_pids, 60, 0.2, "the worker")
+        os.kill(worker, signal.SIGABRT)  # what OpenCV's remap did on a 34000-px panorama
+        job = wait_for(lambda: finished(c, job_id), 60, 0.2, "the job to fail")
+        err = job["error"]
+        assert job["state"] == "failed" and err["code"] == "native_crash" and "SIGABRT" in err["message"], job
+        assert err["hint"]
+        with sqlite3.connect(f"file:{server.workspace / 'jobs.sqlite3'}?mode=ro", uri=True) as db:
+            (attempts,) = db.execute("SELECT attempts FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        assert attempts == 1, "not started again after a crash the same photo repeats"
 
-            again = submit(c, astronaut_png, {"quality": "draft"}).json()["job"]
-            assert again["id"] == job_id and again["state"] == "failed", "resubmitting answers the failure"
-            wait_for(lambda: len(srv.worker_pids()) == 1, 120, 0.2, "a replacement worker")
-            assert c.get("/v1/health").status_code == 200
-    finally:
-        srv.stop()
+        again = submit(c, astronaut_png, {"quality": "draft"})
+        assert again["id"] == job_id and again["state"] == "failed", "resubmitting answers the failure"
+        wait_for(lambda: len(server.worker_pids()) == 1, 120, 0.2, "a replacement worker")
+        assert c.get("/v1/health").status_code == 200
+
+
+def test_several_faces_reach_the_job_status(server, astronaut_rgb):
+    big = np.asarray(Image.fromarray(astronaut_rgb).resize((768, 768)))
+    canvas = np.full((768, 1300, 3), 200, np.uint8)
+    canvas[:, :768] = big
+    canvas[128:640, 780:1292] = astronaut_rgb
+    buf = io.BytesIO()
+    Image.fromarray(canvas).save(buf, format="PNG")
+    with server.client() as c:
+        job_id = submit(c, buf.getvalue(), {"quality": "draft"})["id"]
+        job = wait_for(lambda: finished(c, job_id), BUILD_TIMEOUT_S, 1.0, "the build")
+        assert job["state"] == "succeeded", job
+        assert len(job["warnings"]) == 1 and "shows 2 faces" in job["warnings"][0], job
+        manifest = c.get(f"/v1/avatars/{job['avatar_id']}").json()
+        manifest = manifest.get("manifest", manifest)
+        assert [w["code"] for w in manifest["warnings"]] == ["several_faces"]

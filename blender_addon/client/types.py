@@ -60,6 +60,7 @@ class Job:
     eta_s: float | None = None
     avatar_id: str | None = None
     error: dict | str | None = None
+    warnings: tuple[str, ...] = ()
     created: str = ""
     updated: str = ""
 
@@ -78,6 +79,7 @@ class Job:
             eta_s=None if eta is None else float(eta),
             avatar_id=d.get("avatar_id"),
             error=d.get("error"),
+            warnings=tuple(str(w) for w in d.get("warnings") or () if isinstance(d.get("warnings"), list)),
             created=str(d.get("created") or ""),
             updated=str(d.get("updated") or ""),
         )

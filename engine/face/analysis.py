@@ -68,16 +68,23 @@ def selfie_matte(rgb_u8: np.ndarray, face_xy: tuple[float, float]) -> np.ndarray
     return m.astype(np.float32)
 
 
+def analysis_warnings(n_faces: int, cfg: BuildConfig) -> list[dict]:
+    """What the user should know about the analysis ({code, message}; the manifest's ``warnings``)."""
+    if n_faces <= 1:
+        return []
+    msg = (
+        f"the photo shows {n_faces} faces; used face {cfg.face_index} (largest first). Choose another with "
+        "--face N (face_index in the server's build options)"
+    )
+    return [{"code": "several_faces", "message": msg}]
+
+
 def analyse(photo: Photo, cfg: BuildConfig) -> FaceAnalysis:
     """Detect, choose, lift and crop. The pose is fitted to ``face.pose_points_px`` (the FAN's points where the
     face-alignment backend ran). Raises the input errors of :mod:`engine.face.landmarks`."""
     face, n_faces, backend = choose_face(photo.rgb, cfg.face_index, cfg.landmark_backend)
-    if n_faces > 1:
-        log.warning(
-            "the photo shows %d faces; using face %d (largest first). Choose another with --face N",
-            n_faces,
-            cfg.face_index,
-        )
+    for w in analysis_warnings(n_faces, cfg):
+        log.warning("%s", w["message"])
     if cfg.focal_35mm > 0:
         focal, source = cfg.focal_35mm, "option"
     elif photo.focal_35mm:

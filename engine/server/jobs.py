@@ -21,7 +21,8 @@ TERMINAL = (SUCCEEDED, FAILED, CANCELLED)
 RETRYABLE_CODES = ("internal", "out_of_memory", "worker_crashed", "no_gpu")
 """Failure codes a resubmission of the same input re-queues (bad input fails the same way again)."""
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: ``warnings`` (JSON list of the build's warnings, e.g. several faces in the photo)."""
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
@@ -43,7 +44,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     created REAL NOT NULL,
     updated REAL NOT NULL,
     started REAL,
-    finished REAL
+    finished REAL,
+    warnings TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, created);
 """
@@ -86,6 +88,8 @@ class Job:
     updated: float
     started: float | None
     finished: float | None
+    warnings: str | None = None
+    """JSON list of the build's warnings (the manifest's ``warnings`` messages), set when it succeeded."""
 
     @property
     def terminal(self) -> bool:
@@ -103,6 +107,8 @@ class JobStore:
         self._local = threading.local()
         con = self._con()
         con.executescript(_SCHEMA)
+        if "warnings" not in {r["name"] for r in con.execute("PRAGMA table_info(jobs)")}:
+            con.execute("ALTER TABLE jobs ADD COLUMN warnings TEXT")  # a version-1 workspace
         con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _con(self) -> sqlite3.Connection:
@@ -302,6 +308,7 @@ class JobStore:
         state: str,
         avatar_id: str | None = None,
         error: tuple[str, str, str] | None = None,
+        warnings: list[str] | None = None,
     ) -> bool:
         """Move a claimed running job to a terminal state; False if the claim was lost meanwhile."""
         assert state in TERMINAL
@@ -310,7 +317,8 @@ class JobStore:
         progress_sql = ", progress = 1" if state == SUCCEEDED else ""
         n = self._write(
             f"UPDATE jobs SET state = ?, avatar_id = ?, error_code = ?, error_message = ?, error_hint = ?,"
-            f" eta_s = NULL, finished = ?, updated = ?{progress_sql} WHERE id = ? AND claim = ? AND state = ?",
-            (state, avatar_id, code, message, hint, now, now, job_id, claim, RUNNING),
+            f" warnings = ?, eta_s = NULL, finished = ?, updated = ?{progress_sql}"
+            " WHERE id = ? AND claim = ? AND state = ?",
+            (state, avatar_id, code, message, hint, json.dumps(warnings or []), now, now, job_id, claim, RUNNING),
         )
         return n == 1

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
+import json
 from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from engine.config import preset
+from engine.config import RANGES, preset
 from engine.server.jobs import Job
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -30,15 +30,14 @@ class BuildOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     quality: Literal["draft", "standard", "high"] = "standard"
-    face_index: int = Field(0, ge=0, le=64, description="which face, largest first")
-    focal_35mm: float = Field(0.0, ge=0.0, le=1200.0, description="35 mm-equivalent focal length; 0 = EXIF/default")
+    face_index: int = Field(0, description=f"which face, largest first: {RANGES['face_index'].describe()}")
+    focal_35mm: float = Field(0.0, description=f"35 mm-equivalent focal length: {RANGES['focal_35mm'].describe()}")
 
-    @field_validator("focal_35mm")
+    @field_validator("face_index", "focal_35mm", mode="before")
     @classmethod
-    def _focal(cls, v: float) -> float:
-        if not math.isfinite(v) or (v != 0.0 and v < 8.0):
-            raise ValueError("focal_35mm must be 0 (auto) or between 8 and 1200")
-        return float(v)
+    def _in_range(cls, v, info):
+        """The CLI's ranges (engine.config.RANGES), so both edges accept and refuse the same values."""
+        return RANGES[info.field_name].check(v, info.field_name)
 
     def build_config(self, device: str):
         return preset(self.quality, face_index=self.face_index, focal_35mm=self.focal_35mm, device=device)
@@ -52,6 +51,9 @@ class JobOut(BaseModel):
     eta_s: float | None = Field(description="estimated seconds left while running, else null")
     avatar_id: str | None = Field(description="set once the job succeeded")
     error: ErrorInfo | None
+    warnings: list[str] = Field(
+        default_factory=list, description="what the build wants the user to know, e.g. several faces in the photo"
+    )
     created: str = Field(description="ISO 8601, UTC")
     updated: str = Field(description="ISO 8601, UTC")
 
@@ -70,6 +72,7 @@ class JobOut(BaseModel):
             eta_s=None if job.eta_s is None else round(job.eta_s, 1),
             avatar_id=job.avatar_id,
             error=err,
+            warnings=json.loads(job.warnings) if job.warnings else [],
             created=iso(job.created),
             updated=iso(job.updated),
         )
@@ -106,8 +109,8 @@ class IntrinsicsIn(BaseModel):
     fy: float = Field(gt=0.0, le=1e6, description="pixels")
     cx: float = Field(ge=-1e6, le=1e6, description="pixels, from the top-left image corner")
     cy: float = Field(ge=-1e6, le=1e6, description="pixels, from the top-left image corner")
-    width: int = Field(ge=1, le=8192)
-    height: int = Field(ge=1, le=8192)
+    width: int = Field(ge=RANGES["render_side_px"].lo, le=RANGES["render_side_px"].hi, description="pixels")
+    height: int = Field(ge=RANGES["render_side_px"].lo, le=RANGES["render_side_px"].hi, description="pixels")
 
 
 class RenderRequest(BaseModel):
