@@ -54,11 +54,22 @@ def png_bytes(rgb, fmt: str = "PNG", **kw) -> bytes:
 class ServerProcess:
     """``likeness serve`` in a subprocess (its own session, so teardown can end the worker it spawned too)."""
 
-    def __init__(self, workspace: Path, token: str | None = None, extra_args: tuple = ()) -> None:
+    def __init__(
+        self,
+        workspace: Path,
+        token: str | None = None,
+        extra_args: tuple = (),
+        extra_env: dict | None = None,
+        soft_nofile: int | None = None,
+    ) -> None:
+        """``extra_env``: variables added to the server's environment; ``soft_nofile``: the soft open-file limit
+        the server starts with (as after ``ulimit -Sn``)."""
         self.workspace = Path(workspace)
         self.port = free_port()
         self.token = token
         self.extra_args = tuple(extra_args)
+        self.extra_env = dict(extra_env or {})
+        self.soft_nofile = soft_nofile
         self.tmpdir = self.workspace.parent / f"{self.workspace.name}-tmp"
         self.tmpdir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.workspace.parent / f"{self.workspace.name}-server.log"
@@ -79,6 +90,7 @@ class ServerProcess:
         env.update(TMPDIR=str(self.tmpdir), GLOG_minloglevel="2", TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
         if self.token:
             env["LIKENESS_TOKEN"] = self.token
+        env.update(self.extra_env)
         return env
 
     def start(self, wait: bool = True, timeout: float = 180.0) -> None:
@@ -91,10 +103,17 @@ class ServerProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=self._limit_files if self.soft_nofile else None,
         )
         log.close()
         if wait:
             self.wait_ready(timeout)
+
+    def _limit_files(self) -> None:
+        import resource
+
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.soft_nofile, hard))
 
     def wait_ready(self, timeout: float = 180.0) -> None:
         def up():

@@ -178,6 +178,40 @@ def test_bind_rules():
         ServerSettings(workspace=".", token="short")
 
 
+def test_connection_limits_defaults_env_and_validation(monkeypatch):
+    s = ServerSettings(workspace=".")
+    assert (s.header_timeout_s, s.keep_alive_timeout_s, s.body_timeout_s) == (10.0, 5.0, 15.0)
+    assert s.max_connections_per_peer >= 1024 and s.max_connections >= s.max_connections_per_peer
+    assert s.max_uploads_in_flight == 4 and s.max_requests_in_flight >= 64
+    monkeypatch.setenv("LIKENESS_HEADER_TIMEOUT_S", "2.5")
+    monkeypatch.setenv("LIKENESS_MAX_CONNECTIONS_PER_PEER", "7")
+    s = ServerSettings(workspace=".")
+    assert s.header_timeout_s == 2.5 and s.max_connections_per_peer == 7
+    assert ServerSettings(workspace=".", header_timeout_s=3.0).header_timeout_s == 3.0  # explicit wins
+    monkeypatch.setenv("LIKENESS_MAX_CONNECTIONS_PER_PEER", "many")
+    with pytest.raises(ValueError, match="LIKENESS_MAX_CONNECTIONS_PER_PEER"):
+        ServerSettings(workspace=".")
+    monkeypatch.delenv("LIKENESS_MAX_CONNECTIONS_PER_PEER")
+    for bad in ({"body_timeout_s": 0}, {"header_timeout_s": -1.0}, {"max_connections": 0}):
+        with pytest.raises(ValueError):
+            ServerSettings(workspace=".", **bad)
+
+
+def test_every_error_carries_a_hint():
+    import engine.errors as domain
+    from engine.server.errors import ApiError, from_domain
+    from engine.server.security import error_body
+
+    classes = [c for c in vars(domain).values() if isinstance(c, type) and issubclass(c, domain.LikenessError)]
+    assert len(classes) > 10
+    for cls in classes:
+        assert from_domain(cls("it went wrong")).hint, cls.__name__
+    assert ApiError(404, "not_found", "no such route").hint
+    assert ApiError(418, "teapot", "odd").hint
+    assert json.loads(error_body("payload_too_large", "too big"))["error"]["hint"]
+    assert ApiError(422, "no_face", "no face", "use another photo").hint == "use another photo"
+
+
 def test_scrub_removes_paths():
     text = "/home/alice/likeness/avatars/abc is not a Likeness avatar bundle (no manifest.json)"
     assert scrub(text) == "abc is not a Likeness avatar bundle (no manifest.json)"

@@ -14,16 +14,48 @@ from engine.errors import (
     OutOfMemory,
 )
 
+DEFAULT_HINTS = {
+    "bad_input": "check the photo and the options against docs/API.md",
+    "not_an_image": "use a JPEG, PNG, WebP or HEIC photo",
+    "unreadable_image": "re-save the photo as an ordinary JPEG or PNG and submit that",
+    "image_too_large": "scale the photo down (at most 60 megapixels and 50 MB) or crop it around the face",
+    "image_too_small": "use a larger photo, at least 96 pixels on each side",
+    "bad_aspect_ratio": "crop the photo around the face",
+    "no_face": "use a photo in which one face is clearly visible and not covered",
+    "face_too_small": "crop the photo closer around the face, or use a higher-resolution photo",
+    "bad_face_index": "pass a face_index below the number of faces in the photo (0 is the largest)",
+    "bad_bundle": "build the avatar again",
+    "bad_output": "choose another output folder",
+    "no_gpu": "build on the CPU, or run the server on a machine with a CUDA GPU",
+    "cancelled": "submit it again to rebuild",
+    "out_of_memory": "retry with quality draft or a smaller image, or when fewer jobs are running",
+    "backend_unavailable": "use landmark_backend auto or mediapipe, or put the face-alignment weights on the server",
+    "internal": "see the server log",
+    "not_found": "check the id or route against GET /v1/avatars and /v1/openapi.json",
+    "method_not_allowed": "see /v1/openapi.json for the methods each route takes",
+    "bad_request": "send a well-formed HTTP/1.1 request",
+    "payload_too_large": "send a smaller body",
+    "request_timeout": "send the whole request without pausing; check the network, or retry",
+    "busy": "retry in a few seconds",
+}
+"""The hint of an error whose raiser gave none, by code: every error the API sends carries a hint."""
+GENERIC_HINT = "see the error codes in docs/API.md"
+
+
+def hint_for(code: str, hint: str = "") -> str:
+    """``hint``, or the default hint of ``code`` when it is empty (never empty)."""
+    return hint or DEFAULT_HINTS.get(code, GENERIC_HINT)
+
 
 class ApiError(Exception):
-    """An error response: status + ``{"error": {"code", "message", "hint"}}``."""
+    """An error response: status + ``{"error": {"code", "message", "hint"}}``; an empty hint is filled by code."""
 
     def __init__(self, status: int, code: str, message: str, hint: str = "", headers: dict | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
-        self.hint = hint
+        self.hint = hint_for(code, hint)
         self.headers = headers or {}
 
     def body(self) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +16,22 @@ class UnsafeBind(LikenessError):
 
     code = "unsafe_bind"
     exit_code = 2
+
+
+def _env(name: str, default: float, kind=float):
+    """A default taken from the environment variable ``name`` when it is set (``likeness serve`` has no flag for
+    it); a malformed value is a ValueError, which ``likeness serve`` reports as one line."""
+
+    def make():
+        raw = os.environ.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            return kind(raw)
+        except ValueError:
+            raise ValueError(f"{name} must be a{'n integer' if kind is int else ' number'}, not {raw!r}") from None
+
+    return field(default_factory=make)
 
 
 @dataclass(frozen=True)
@@ -52,6 +69,36 @@ class ServerSettings:
     devices: tuple[str, ...] = field(default=())
     """Build devices, one worker each (``cpu``, ``cuda:0``...); empty = detect."""
 
+    # Connection and request limits (docs/API.md, "Limits and timeouts"). Each default can be changed with the
+    # environment variable named in its docstring; a value given here wins over the variable.
+    header_timeout_s: float = _env("LIKENESS_HEADER_TIMEOUT_S", 10.0)
+    """Seconds a connection has, from its opening (or the end of its previous response), to send complete request
+    headers; then it is closed (with a JSON 408 when it had sent part of a request). LIKENESS_HEADER_TIMEOUT_S."""
+    keep_alive_timeout_s: float = _env("LIKENESS_KEEP_ALIVE_S", 5.0)
+    """Seconds an idle kept-alive connection stays open after a response before the server closes it.
+    LIKENESS_KEEP_ALIVE_S."""
+    body_timeout_s: float = _env("LIKENESS_BODY_TIMEOUT_S", 15.0)
+    """Longest pause, in seconds, while a request body is being received; a longer stall is answered 408
+    ``request_timeout`` and the connection closed. LIKENESS_BODY_TIMEOUT_S."""
+    body_deadline_s: float = _env("LIKENESS_BODY_DEADLINE_S", 600.0)
+    """Seconds to receive one whole request body however steadily it trickles (50 MiB at ~1 Mbit/s fits); then
+    408 ``request_timeout``. LIKENESS_BODY_DEADLINE_S."""
+    max_connections: int = _env("LIKENESS_MAX_CONNECTIONS", 4096, int)
+    """Open TCP connections, all peers together. Beyond it the peer holding the most connections loses its oldest
+    connection that is waiting for a request (one that never carried an authorised request first); only when
+    every connection has a request in progress is the newcomer answered 503 ``too_many_connections``. Lowered at
+    start to fit the process's open-file limit. LIKENESS_MAX_CONNECTIONS."""
+    max_connections_per_peer: int = _env("LIKENESS_MAX_CONNECTIONS_PER_PEER", 1024, int)
+    """Open TCP connections from one remote IP address; beyond it that peer's own oldest waiting connection is
+    closed (never another peer's), or the newcomer answered 503 ``too_many_connections`` when all of them have a
+    request in progress. LIKENESS_MAX_CONNECTIONS_PER_PEER."""
+    max_requests_in_flight: int = _env("LIKENESS_MAX_REQUESTS", 256, int)
+    """Requests past the request guard (Host, Origin, token) at once, event streams included; more get 503
+    ``busy``. Refused requests never count. LIKENESS_MAX_REQUESTS."""
+    max_uploads_in_flight: int = _env("LIKENESS_MAX_UPLOADS", 4, int)
+    """Build uploads being received and checked at once (each buffered in memory, up to ~50 MiB); more get 503
+    ``busy``. LIKENESS_MAX_UPLOADS."""
+
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be 0..65535")
@@ -59,6 +106,12 @@ class ServerSettings:
             raise ValueError("render_device must be cpu or cuda")
         if self.token is not None and len(self.token) < 8:
             raise ValueError("a token needs at least 8 characters")
+        for name in ("header_timeout_s", "keep_alive_timeout_s", "body_timeout_s", "body_deadline_s"):
+            if not 0 < getattr(self, name) <= 86400:
+                raise ValueError(f"{name} must be between 0 and 86400 seconds")
+        for name in ("max_connections", "max_connections_per_peer", "max_requests_in_flight", "max_uploads_in_flight"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
 
     @property
     def max_upload_request_bytes(self) -> int:

@@ -16,7 +16,7 @@ import traceback
 from dataclasses import replace
 
 from engine.errors import Cancelled, LikenessError, OutOfMemory
-from engine.server.errors import scrub
+from engine.server.errors import hint_for, scrub
 from engine.server.jobs import CANCELLED, FAILED, SUCCEEDED, Job, JobStore
 from engine.server.schema import BuildOptions
 from engine.server.workspace import FileLock, Workspace
@@ -149,7 +149,7 @@ def run_job(store: JobStore, ws: Workspace, job: Job, claim: str, device: str, i
     except Cancelled:
         state, kw = CANCELLED, {}
     except LikenessError as exc:
-        state, kw = FAILED, {"error": (exc.code, scrub(exc.message), scrub(exc.hint))}
+        state, kw = FAILED, {"error": (exc.code, scrub(exc.message), scrub(hint_for(exc.code, exc.hint)))}
     finally:
         ws.remove_staging(job.id)
     return state if store.finish(job.id, claim, state, **kw) else "lost"
