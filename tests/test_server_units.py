@@ -152,7 +152,18 @@ def test_render_request_validation():
 def test_job_wire_shape(store):
     job = store.insert("k", "{}", "a", "a")
     out = JobOut.of(store.request_cancel(job.id)).model_dump()
-    assert set(out) == {"id", "state", "stage", "progress", "eta_s", "avatar_id", "error", "created", "updated"}
+    assert set(out) == {
+        "id",
+        "state",
+        "stage",
+        "progress",
+        "eta_s",
+        "avatar_id",
+        "error",
+        "warnings",
+        "created",
+        "updated",
+    }
     assert out["state"] == "cancelled" and out["error"]["code"] == "cancelled" and out["created"].endswith("Z")
 
 

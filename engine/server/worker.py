@@ -134,7 +134,9 @@ def run_job(store: JobStore, ws: Workspace, job: Job, claim: str, device: str, i
         photo = load_photo_bytes(data, job.input_name)
         while True:
             try:
-                build_avatar(photo, cfg, ws.avatar_dir(job.id), progress, progress.cancel, source_name=job.input_name)
+                manifest = build_avatar(
+                    photo, cfg, ws.avatar_dir(job.id), progress, progress.cancel, source_name=job.input_name
+                )
                 break
             except Exception as exc:  # noqa: BLE001 - classified just below, nothing is swallowed
                 err = classify(exc, device)
@@ -145,7 +147,8 @@ def run_job(store: JobStore, ws: Workspace, job: Job, claim: str, device: str, i
                 cfg = lighter(cfg)
                 log.warning("job %s: out of memory, retrying with %d rays per step", job.id, cfg.rays_per_step)
                 _free_device_memory()
-        state, kw = SUCCEEDED, {"avatar_id": job.id}
+        warnings = [scrub(w["message"]) for w in manifest.get("warnings", [])]
+        state, kw = SUCCEEDED, {"avatar_id": job.id, "warnings": warnings}
     except Cancelled:
         state, kw = CANCELLED, {}
     except LikenessError as exc:
