@@ -104,7 +104,10 @@ def _rgb_u8(img: Image.Image) -> np.ndarray:
 def load_photo_bytes(data: bytes, name: str = "photo") -> Photo:
     """Decode ``data`` into a :class:`Photo`, refusing anything unsafe or unusable with a specific error."""
     if len(data) > MAX_FILE_BYTES:
-        raise ImageTooLarge(f"{name} is {len(data) / 1e6:.0f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB")
+        raise ImageTooLarge(
+            f"{name} is {len(data) / 1e6:.0f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB",
+            "save it as a JPEG of at most 50 MB",
+        )
     fmt = sniff_format(data[:32])
     if fmt is None:
         raise NotAnImage(f"{name} is not an image Likeness can read", "use a JPEG, PNG, WebP or HEIC photo")
@@ -126,12 +129,16 @@ def load_photo_bytes(data: bytes, name: str = "photo") -> Photo:
             img = ImageOps.exif_transpose(img)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLarge(
-            f"{name} is too large to decode safely (more than {MAX_PIXELS // 10**6} megapixels)"
+            f"{name} is too large to decode safely (more than {MAX_PIXELS // 10**6} megapixels)",
+            "scale the photo down or crop it around the face",
         ) from exc
     except (ImageTooLarge, ImageTooSmall, BadAspectRatio):
         raise
     except (OSError, SyntaxError, ValueError) as exc:
-        raise UnreadableImage(f"{name} could not be decoded (truncated or corrupt {fmt} file)") from exc
+        raise UnreadableImage(
+            f"{name} could not be decoded (truncated or corrupt {fmt} file)",
+            "open it in an image viewer and save it again as JPEG or PNG",
+        ) from exc
     check_size(name, *img.size)  # again: EXIF orientation may have turned it
     rgb = _rgb_u8(img)
     return Photo(rgb=rgb, format=fmt, sha256=hashlib.sha256(data).hexdigest(), n_bytes=len(data), focal_35mm=focal)
@@ -144,15 +151,18 @@ def load_photo(path: str | os.PathLike) -> Photo:
     try:
         size = os.path.getsize(path)
         if size > MAX_FILE_BYTES:
-            raise ImageTooLarge(f"{name} is {size / 1e6:.0f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB")
+            raise ImageTooLarge(
+                f"{name} is {size / 1e6:.0f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB",
+                "save it as a JPEG of at most 50 MB",
+            )
         with open(path, "rb") as fh:
             data = fh.read()
     except FileNotFoundError as exc:
-        raise UnreadableImage(f"{name}: no such file") from exc
+        raise UnreadableImage(f"{name}: no such file", "check the path") from exc
     except IsADirectoryError as exc:
-        raise UnreadableImage(f"{name} is a folder, not an image") from exc
+        raise UnreadableImage(f"{name} is a folder, not an image", "give the path of one photo") from exc
     except PermissionError as exc:
-        raise UnreadableImage(f"{name} cannot be read (permission denied)") from exc
+        raise UnreadableImage(f"{name} cannot be read (permission denied)", "check the file's permissions") from exc
     return load_photo_bytes(data, name)
 
 

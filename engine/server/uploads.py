@@ -141,9 +141,13 @@ def probe_image(data: bytes, name: str) -> str:
                 w, h = img.size
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLarge(
-            f"{name} is too large to decode safely (more than {MAX_PIXELS // 10**6} megapixels)"
+            f"{name} is too large to decode safely (more than {MAX_PIXELS // 10**6} megapixels)",
+            "scale the photo down or crop it around the face",
         ) from exc
     except (OSError, SyntaxError, ValueError) as exc:
-        raise UnreadableImage(f"{name} could not be read (truncated or corrupt {fmt} file)") from exc
+        raise UnreadableImage(
+            f"{name} could not be read (truncated or corrupt {fmt} file)",
+            "open it in an image viewer and save it again as JPEG or PNG",
+        ) from exc
     check_size(name, w, h)
     return fmt
