@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 import time
@@ -47,7 +48,13 @@ def _build(photo, args, out: Path, name: str) -> int:
     from engine.config import preset
     from engine.pipeline import build_avatar
 
-    overrides = {"device": args.device, "face_index": args.face, "landmark_backend": args.landmarks}
+    overrides = {
+        "device": args.device,
+        "face_index": args.face,
+        "landmark_backend": args.landmarks,
+        "method": args.method,
+        "method_options": dict(args.method_option or ()),
+    }
     if getattr(args, "focal_35mm", None):
         overrides["focal_35mm"] = args.focal_35mm
     cfg = preset(args.quality, **overrides)
@@ -150,8 +157,8 @@ def cmd_render(args) -> int:
 
 def cmd_turntable(args) -> int:
     from engine.avatar import load_avatar
-    from engine.extract.export import write_mp4, write_png
-    from engine.pipeline import _over_grey, render_turntable
+    from engine.extract.export import over_grey, write_mp4, write_png
+    from engine.pipeline import render_turntable
 
     out = output_folder(args.output or Path(args.bundle) / "turntable_custom", "the turntable folder")
     avatar = load_avatar(args.bundle)
@@ -160,7 +167,7 @@ def cmd_turntable(args) -> int:
     frames = render_turntable(avatar, args.frames, args.size, args.pitch, progress=lambda f: bars("turntable", f))
     for i, fr in enumerate(frames):
         write_png(out / f"frame_{i:03d}.png", fr)
-    write_mp4(out / "turntable.mp4", [_over_grey(f) for f in frames], fps=args.fps)
+    write_mp4(out / "turntable.mp4", [over_grey(f) for f in frames], fps=args.fps)
     print(f"wrote {len(frames)} frames and {out / 'turntable.mp4'}")
     return 0
 
@@ -253,7 +260,30 @@ def ranged(name: str):
     return parse
 
 
+def fitting_method(name: str) -> str:
+    """An argparse type: a registered fitting method's name (the registry imports torch, so only when given)."""
+    from engine.fit import method_names
+
+    if name not in method_names():
+        raise argparse.ArgumentTypeError(f"unknown fitting method {name!r}; choose one of: {', '.join(method_names())}")
+    return name
+
+
+def method_option(text: str) -> tuple[str, float]:
+    """An argparse type: KEY=NUMBER, one override of the fitting method's config."""
+    key, sep, value = text.partition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        number = None
+    if not sep or not key.isidentifier() or number is None or not math.isfinite(number):
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=NUMBER (e.g. w_alpha=0.2)")
+    return key, number
+
+
 def make_parser() -> argparse.ArgumentParser:
+    from engine.config import DEVICES, LANDMARK_BACKENDS, QUALITIES
+
     p = OneLineParser(prog="likeness", description="One portrait photo -> animatable 3D head.")
     p.add_argument("--version", action="version", version=f"likeness {__version__}")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -262,8 +292,8 @@ def make_parser() -> argparse.ArgumentParser:
 
     def build_opts(sp):
         sp.add_argument("-o", "--output", help="bundle folder (default: out/<photo name>)")
-        sp.add_argument("--quality", default="standard", choices=["draft", "standard", "high"])
-        sp.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+        sp.add_argument("--quality", default="standard", choices=QUALITIES)
+        sp.add_argument("--device", default="auto", choices=DEVICES)
         sp.add_argument(
             "--face", type=ranged("face_index"), default=0, help="which face when the photo shows several (largest=0)"
         )
@@ -273,8 +303,18 @@ def make_parser() -> argparse.ArgumentParser:
         sp.add_argument(
             "--landmarks",
             default="auto",
-            choices=["auto", "mediapipe", "face-alignment"],
+            choices=LANDMARK_BACKENDS,
             help="head-pose landmarks: auto uses face-alignment when its weights are on disk (docs/ARCHITECTURE.md)",
+        )
+        sp.add_argument(
+            "--method", type=fitting_method, default="proxy-init", help="fitting method: proxy-init | random-init"
+        )
+        sp.add_argument(
+            "--method-option",
+            type=method_option,
+            action="append",
+            metavar="KEY=NUMBER",
+            help="override one number of the method's config (repeatable; docs/ARCHITECTURE.md, 'Fitting methods')",
         )
 
     b = sub.add_parser("build", help="build an avatar bundle from a photo")

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Literal, get_args
 
-QUALITIES = ("draft", "standard", "high")
+Quality = Literal["draft", "standard", "high"]
+Device = Literal["auto", "cpu", "cuda"]
+LandmarkBackend = Literal["auto", "mediapipe", "face-alignment"]
+QUALITIES: tuple[str, ...] = get_args(Quality)
+DEVICES: tuple[str, ...] = get_args(Device)
+LANDMARK_BACKENDS: tuple[str, ...] = get_args(LandmarkBackend)
+DEFAULT_METHOD = "proxy-init"
 
 
 @dataclass(frozen=True)
@@ -55,14 +62,18 @@ RANGES: dict[str, Range] = {
 class BuildConfig:
     """Everything that changes what a build produces. Units in the field names or docstrings."""
 
-    quality: str = "standard"
+    quality: Quality = "standard"
     """Preset name the other values came from (draft | standard | high)."""
-    device: str = "auto"
+    device: Device = "auto"
     """auto | cpu | cuda. ``cuda`` fails with a clear message when no GPU is present."""
     face_index: int = 0
     """Which face to use when the photo shows several, largest first."""
-    landmark_backend: str = "auto"
+    landmark_backend: LandmarkBackend = "auto"
     """auto | mediapipe | face-alignment. ``auto`` uses face-alignment only when its weights are local."""
+    method: str = DEFAULT_METHOD
+    """The fitting method (engine.fit.METHODS): proxy-init (default) | random-init."""
+    method_options: dict = field(default_factory=dict)
+    """Overrides of the method's own config (learning rates, loss weights...; engine.fit), e.g. for ablations."""
     focal_35mm: float = 0.0
     """Override the 35 mm-equivalent focal length; 0 reads EXIF, else ``default_focal_35mm``."""
     default_focal_35mm: float = 50.0
@@ -108,10 +119,12 @@ class BuildConfig:
     def __post_init__(self) -> None:
         if self.quality not in QUALITIES:
             raise ValueError(f"quality must be one of {QUALITIES}, not {self.quality!r}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"device must be auto, cpu or cuda, not {self.device!r}")
-        if self.landmark_backend not in ("auto", "mediapipe", "face-alignment"):
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {DEVICES}, not {self.device!r}")
+        if self.landmark_backend not in LANDMARK_BACKENDS:
             raise ValueError(f"unknown landmark backend {self.landmark_backend!r}")
+        if not isinstance(self.method, str) or not isinstance(self.method_options, dict):
+            raise ValueError("method must be a name and method_options a mapping")
         RANGES["face_index"].check(self.face_index, "face_index")
         RANGES["focal_35mm"].check(self.focal_35mm, "focal_35mm")
         for name in ("work_res", "grid_res", "plane_res", "mc_res", "texture_size", "turntable_size"):
@@ -169,7 +182,7 @@ _PRESETS = {
 }
 
 
-def preset(quality: str = "standard", **overrides) -> BuildConfig:
+def preset(quality: Quality = "standard", **overrides) -> BuildConfig:
     """The config of a named preset with ``overrides`` applied."""
     if quality not in _PRESETS:
         raise ValueError(f"quality must be one of {QUALITIES}, not {quality!r}")

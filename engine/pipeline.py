@@ -1,5 +1,7 @@
-"""build_avatar(photo, config, out_dir, progress, cancel) -> manifest. Orchestration only: every step lives in
-its own module (face -> proxy -> field/build -> extract -> io)."""
+"""build_avatar(photo, config, out_dir, progress, cancel) -> manifest: the pipeline as a list of named stages
+(:data:`STAGES`), each one step of face -> proxy -> field/fit -> extract -> io over one :class:`BuildContext`.
+The CLI's progress bars, the server's stage reports and ETA, and scripts/bench.py read the same list.
+Orchestration only: every step lives in its own module."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,34 +19,276 @@ import torch
 
 from engine import BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, __version__
 from engine.avatar import Avatar, torch_device
-from engine.build.fit import ProxyInitFit, view_cam2world_gl
-from engine.build.setup import enable_photo_term, prepare_fit
-from engine.build.views import ExtraView
 from engine.config import BuildConfig
 from engine.conventions import CONVENTIONS_DOC
+from engine.errors import Cancelled
 from engine.extract.bake import bake_texture, mesh_maps
-from engine.extract.export import rgba_u8, to_u8, write_glb, write_mp4, write_obj, write_png
-from engine.extract.mesh import clean_mesh, marching_cubes, sample_grid, vertex_normals
+from engine.extract.export import over_grey, rgba_u8, to_u8, write_glb, write_mp4, write_obj, write_png
+from engine.extract.from_field import colour_fn, extract_mesh
+from engine.extract.mesh import vertex_normals
 from engine.extract.uv import spherical_unwrap
 from engine.face.analysis import FaceAnalysis, analyse, analysis_warnings
 from engine.face.mesh import N_MESH
 from engine.face.symmetry import complete_unseen
+from engine.fit import FitMethod, make_method
+from engine.fit.data import view_cam2world_gl
+from engine.fit.setup import enable_photo_term, prepare_fit
+from engine.fit.views import ExtraView
 from engine.io.bundle import MANIFEST, check_output, staged_bundle, write_json_atomic
 from engine.io.exr import write_exr_depth
 from engine.io.images import Photo
+from engine.io.manifest import BUNDLE_FILES, TURNTABLE_DIR, turntable_frame, view_key
 from engine.metrics import composite_over, input_view_scores, iou
+from engine.proxy.canonical import Similarity
 from engine.render.renderer import RenderOptions, render_image
 
 log = logging.getLogger("likeness")
 
 Progress = Callable[[str, float], None]
 
-STAGES = ("analyse", "proxy", "init", "fit", "input_view", "mesh", "texture", "maps", "views", "turntable", "write")
 NOVEL_VIEWS = ((30.0, 0.0), (-30.0, 0.0), (0.0, 15.0), (0.0, -15.0))
 
 
-def _noop(stage: str, frac: float) -> None:
-    return None
+@dataclass
+class BuildContext:
+    """One build's inputs and everything its stages make, in stage order (each stage fills its part)."""
+
+    photo: Photo
+    cfg: BuildConfig
+    method: FitMethod
+    source_name: str = "photo"
+    extra_views: Sequence[ExtraView] = ()
+    progress: Progress = lambda stage, frac: None
+    cancel: Callable[[], bool] | None = None
+    face_frame: Similarity | None = None
+    """The cv -> canonical face frame the proxy's side rule uses (default: the analysis' own)."""
+    device: torch.device | None = None
+    timings: dict = dc_field(default_factory=dict)
+    an: FaceAnalysis | None = None
+    data: object = None
+    field: object = None
+    extra: tuple = ()
+    views_info: dict | None = None
+    state: object = None
+    info_init: dict = dc_field(default_factory=dict)
+    info_fit: dict = dc_field(default_factory=dict)
+    c2w: np.ndarray | None = None
+    opts: RenderOptions | None = None
+    inp: dict | None = None
+    scores: dict | None = None
+    verts: np.ndarray | None = None
+    faces: np.ndarray | None = None
+    uv: np.ndarray | None = None
+    tex: np.ndarray | None = None
+    stage_dir: Path | None = None
+    mesh_iou: float = 0.0
+    avatar: Avatar | None = None
+    views: dict = dc_field(default_factory=dict)
+    frame_files: list = dc_field(default_factory=list)
+    manifest: dict | None = None
+    t_start: float = dc_field(default_factory=time.perf_counter)
+
+    @property
+    def scale(self) -> float:
+        return self.an.pose.to_canonical.scale
+
+    def sub_progress(self, stage: str):
+        return lambda s, f: self.progress(stage, f)
+
+
+# -- the stages ------------------------------------------------------------------------------------------------
+
+
+def _analyse(ctx: BuildContext) -> None:
+    ctx.an = analyse(ctx.photo, ctx.cfg)
+
+
+def _proxy(ctx: BuildContext) -> None:
+    ctx.data, ctx.field, ctx.extra, ctx.views_info = prepare_fit(
+        ctx.an, ctx.cfg, ctx.device, ctx.extra_views, face_frame=ctx.face_frame
+    )
+    ctx.method.check(ctx.field, ctx.data)
+
+
+def _init(ctx: BuildContext) -> None:
+    ctx.state = ctx.method.init(ctx.field, ctx.data, ctx.sub_progress("init"), ctx.cancel)
+    ctx.info_init = ctx.state.info
+
+
+def _fit(ctx: BuildContext) -> None:
+    ctx.info_fit = ctx.method.fit(ctx.state, ctx.sub_progress("fit"), ctx.cancel).info
+
+
+def _input_view(ctx: BuildContext) -> None:
+    an, cfg = ctx.an, ctx.cfg
+    ctx.c2w = an.pose.cam2world_gl()
+    ctx.opts = RenderOptions(n_coarse=cfg.n_coarse, n_fine=cfg.n_fine)
+    enable_photo_term(ctx.field, an, ctx.extra, cfg)
+    ctx.inp = render_image(ctx.field, ctx.c2w, an.work_intr, ctx.opts, ctx.scale)
+    ctx.scores = input_view_scores(ctx.inp, an.crop_rgb, an.matte, an.in_photo)
+
+
+def _mesh(ctx: BuildContext) -> None:
+    ctx.verts, ctx.faces = extract_mesh(ctx.field, ctx.cfg, ctx.scale)
+
+
+def _texture(ctx: BuildContext) -> None:
+    ctx.verts, ctx.faces, ctx.uv, _ = spherical_unwrap(ctx.verts, ctx.faces)
+    ctx.tex = bake_texture(ctx.verts, ctx.faces, ctx.uv, colour_fn(ctx.field, ctx.scale), ctx.cfg.texture_size)
+
+
+def _maps(ctx: BuildContext) -> None:
+    d, an, inp = ctx.stage_dir, ctx.an, ctx.inp
+    mm = mesh_maps(ctx.verts, ctx.faces, ctx.c2w, an.work_intr)
+    ctx.mesh_iou = iou(mm["mask"], an.matte > 0.5)
+    f = BUNDLE_FILES
+    write_exr_depth(str(d / f["depth_exr"]), inp["depth_m"])
+    write_png(d / f["depth_png"], _depth_preview(inp["depth_m"]))
+    write_png(d / f["normal"], to_u8(np.where(mm["mask"][..., None], mm["normal_world"] * 0.5 + 0.5, 0.0)))
+    write_png(d / f["alpha"], to_u8(an.matte))
+    write_png(d / f["photo_crop"], to_u8(an.crop_rgb))
+    write_png(d / f["photo"], ctx.photo.rgb)  # the whole photo, upright: camera.photo's image
+    write_png(d / f["input_render"], rgba_u8(inp))
+
+
+def _views(ctx: BuildContext) -> None:
+    cfg = ctx.cfg
+    ctx.avatar = Avatar(
+        Path(ctx.stage_dir),
+        {
+            "canonical": {"scale": ctx.scale},
+            "camera": {"cam2world": ctx.c2w.tolist(), "work": {"intrinsics": ctx.an.work_intr.to_dict()}},
+            "settings": cfg.to_dict(),
+        },
+        ctx.field,
+    )
+    for yaw, pitch in NOVEL_VIEWS:
+        cam, intr = ctx.avatar.orbit(yaw, pitch, cfg.work_res)
+        key = view_key(yaw, pitch)
+        write_png(ctx.stage_dir / f"{key}.png", rgba_u8(ctx.avatar.render(cam, intr, ctx.opts)))
+        ctx.views[key] = {
+            "file": f"{key}.png",
+            "yaw_deg": yaw,
+            "pitch_deg": pitch,
+            "cam2world": cam.tolist(),
+            "intrinsics": intr.to_dict(),
+        }
+
+
+def _turntable(ctx: BuildContext) -> None:
+    cfg = ctx.cfg
+    frames = render_turntable(
+        ctx.avatar,
+        cfg.turntable_frames,
+        cfg.turntable_size,
+        cfg.turntable_pitch_deg,
+        ctx.opts,
+        lambda f: ctx.progress("turntable", f),
+        ctx.cancel,
+    )
+    (ctx.stage_dir / TURNTABLE_DIR).mkdir()
+    for i, fr in enumerate(frames):
+        name = turntable_frame(i)
+        write_png(ctx.stage_dir / name, fr)
+        ctx.frame_files.append(name)
+    write_mp4(ctx.stage_dir / BUNDLE_FILES["turntable_mp4"], [over_grey(f) for f in frames])
+
+
+def _write(ctx: BuildContext) -> None:
+    d, f, an, field_ = ctx.stage_dir, BUNDLE_FILES, ctx.an, ctx.field
+    write_png(d / f["texture"], ctx.tex)
+    # The expression rig (engine/rig, docs/RIG.md): the mesh files hold the neutral face (all ARKit weights 0);
+    # head.glb carries the 52 shapes as morph targets with the photo's expression as default weights.
+    from engine.rig.bundle import rig_mesh, write_rig_files
+
+    # One photo sees one side of the face: landmarks it cannot see take their mirrored partners, as the
+    # field's far side does (engine.face.symmetry); with more photos the far side may be seen, so keep them.
+    lm_world, mirror_w = an.pose.landmarks_world(), np.zeros(N_MESH)
+    if not ctx.extra:
+        lm_world, mirror_w = complete_unseen(lm_world, ctx.c2w[:3, 3])
+    rigged = rig_mesh(lm_world, ctx.verts)
+    mesh_verts = rigged.keys.basis.astype(np.float64)
+    normals = vertex_normals(mesh_verts, ctx.faces)
+    write_glb(d / f["glb"], mesh_verts, ctx.faces, ctx.uv, normals, ctx.tex)
+    write_obj(d / f["obj"], mesh_verts, ctx.faces, ctx.uv, normals, f["texture"])
+    rig_info = write_rig_files(d, rigged)
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in field_.state_dict().items()}
+    save_file(state, str(d / f["field"]), metadata={"format": "likeness-field", "version": "1"})
+    (d / f["landmarks"]).write_text(
+        json.dumps(
+            {
+                "topology": "mediapipe-478",
+                "frame": "world",
+                "landmarks_world": lm_world.round(6).tolist(),
+                "mirrored_weight": mirror_w.round(3).tolist(),
+            }
+        )
+    )
+    ctx.timings["write"] = round(time.perf_counter() - ctx.timings["write"], 3)
+    ctx.timings["total"] = round(time.perf_counter() - ctx.t_start, 3)
+    manifest = _manifest(ctx)
+    if ctx.views_info is not None:
+        manifest["extra_views"] = _extra_views_manifest(ctx.views_info, ctx.extra, ctx.extra_views)
+    manifest["face"]["landmarks_mirrored"] = int((mirror_w > 0.5).sum())
+    manifest["warnings"] = analysis_warnings(an.n_faces, ctx.cfg)
+    manifest["files"].update(rig_info["files"])
+    manifest["rig"] = rig_info["rig"]
+    write_json_atomic(d / MANIFEST, manifest)
+    ctx.manifest = manifest
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One named step of the build. ``weight``: its share of a draft build's time on CPU (measured), which turns
+    stage fractions into one overall fraction; ``in_bundle``: runs inside the staging folder."""
+
+    name: str
+    weight: float
+    run: Callable[[BuildContext], None]
+    in_bundle: bool = False
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("analyse", 0.5, _analyse),
+    Stage("proxy", 0.1, _proxy),
+    Stage("init", 19.0, _init),
+    Stage("fit", 47.0, _fit),
+    Stage("input_view", 2.2, _input_view),
+    Stage("mesh", 1.1, _mesh),
+    Stage("texture", 2.5, _texture),
+    Stage("maps", 0.2, _maps, in_bundle=True),
+    Stage("views", 4.1, _views, in_bundle=True),
+    Stage("turntable", 22.4, _turntable, in_bundle=True),
+    Stage("write", 0.9, _write, in_bundle=True),
+)
+STAGE_NAMES: tuple[str, ...] = tuple(s.name for s in STAGES)
+FIT_STAGES = STAGE_NAMES[: STAGE_NAMES.index("input_view") + 1]
+"""What fit_field runs: up to the input view, nothing written."""
+
+
+def run_stages(ctx: BuildContext, names: Sequence[str]) -> None:
+    """Run the named stages in order: each reports 0 and 1 to ``ctx.progress`` and its seconds to
+    ``ctx.timings``; a cancel asked for is honoured before each stage after the first."""
+    for i, s in enumerate(st for st in STAGES if st.name in names):
+        if i and ctx.cancel is not None and ctx.cancel():
+            raise Cancelled("the build was cancelled")
+        ctx.timings[s.name] = time.perf_counter()
+        ctx.progress(s.name, 0.0)
+        s.run(ctx)
+        if s.name != "write":  # the write stage timed itself before writing the manifest
+            ctx.timings[s.name] = round(time.perf_counter() - ctx.timings[s.name], 3)
+        ctx.progress(s.name, 1.0)
+    if ctx.cancel is not None and names and names[-1] != "write" and ctx.cancel():
+        raise Cancelled("the build was cancelled")
+
+
+def _context(photo, cfg, progress, cancel, **kw) -> BuildContext:
+    ctx = BuildContext(photo, cfg, make_method(cfg), progress=progress or (lambda s, f: None), cancel=cancel, **kw)
+    ctx.device = torch_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    return ctx
 
 
 def build_avatar(
@@ -55,177 +301,37 @@ def build_avatar(
     extra_views: Sequence[ExtraView] = (),
 ) -> dict:
     """Build the avatar bundle for ``photo`` at ``out_dir`` and return its manifest. ``extra_views``: more
-    photos of the same person with cameras known relative to ``photo`` (engine.build.views); the field is fitted
-    to all of them and the photo term blends them. ``photo`` still defines the world frame and scale."""
-    check_output(out_dir)  # refuse an output we would not replace before any compute
-    progress = progress or _noop
-    device = torch_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    timings: dict[str, float] = {}
-    t_all = time.perf_counter()
-
-    def stage(name):
-        timings[name] = time.perf_counter()
-        progress(name, 0.0)
-
-    def done(name):
-        timings[name] = round(time.perf_counter() - timings[name], 3)
-        progress(name, 1.0)
-        if cancel is not None and cancel():
-            from engine.errors import Cancelled
-
-            raise Cancelled("the build was cancelled")
-
-    stage("analyse")
-    an = analyse(photo, cfg)
-    done("analyse")
-
-    stage("proxy")
-    sim = an.pose.to_canonical
-    data, field, extra, views_info = prepare_fit(an, cfg, device, extra_views)
-    done("proxy")
-
-    method = ProxyInitFit(cfg)
-    stage("init")
-    info_init = method.init(field, data, lambda s, f: progress("init", f), cancel)
-    done("init")
-    stage("fit")
-    info_fit = method.fit(field, data, lambda s, f: progress("fit", f), cancel)
-    done("fit")
-
-    stage("input_view")
-    c2w = an.pose.cam2world_gl()
-    opts = RenderOptions(n_coarse=cfg.n_coarse, n_fine=cfg.n_fine)
-    enable_photo_term(field, an, extra, cfg)
-    inp = render_image(field, c2w, an.work_intr, opts, sim.scale)
-    scores = input_view_scores(inp, an.crop_rgb, an.matte, an.in_photo)
-    done("input_view")
-
-    stage("mesh")
-    verts, faces = _extract(field, cfg, sim.scale)
-    done("mesh")
-
-    stage("texture")
-    verts, faces, uv, _ = spherical_unwrap(verts, faces)
-    tex = bake_texture(verts, faces, uv, _colour_fn(field, sim.scale), cfg.texture_size)
-    done("texture")
-
+    photos of the same person with cameras known relative to ``photo`` (engine.fit.views); the field is fitted
+    to all of them and the photo term blends them. ``photo`` still defines the world frame and scale. Refuses an
+    output it would not replace, or an unknown fitting method, before any compute."""
+    check_output(out_dir)
+    ctx = _context(photo, cfg, progress, cancel, source_name=source_name, extra_views=extra_views)
+    run_stages(ctx, [s.name for s in STAGES if not s.in_bundle])
     with staged_bundle(out_dir) as stage_dir:
-        stage("maps")
-        mm = mesh_maps(verts, faces, c2w, an.work_intr)
-        mesh_iou = iou(mm["mask"], an.matte > 0.5)
-        write_exr_depth(str(stage_dir / "depth.exr"), inp["depth_m"])
-        write_png(stage_dir / "depth.png", _depth_preview(inp["depth_m"]))
-        write_png(stage_dir / "normal.png", to_u8(np.where(mm["mask"][..., None], mm["normal_world"] * 0.5 + 0.5, 0.0)))
-        write_png(stage_dir / "alpha.png", to_u8(an.matte))
-        write_png(stage_dir / "photo_crop.png", to_u8(an.crop_rgb))
-        write_png(stage_dir / "photo.png", photo.rgb)  # the whole photo, upright: camera.photo's image
-        write_png(stage_dir / "input_render.png", rgba_u8(inp))
-        done("maps")
+        ctx.stage_dir = stage_dir
+        run_stages(ctx, [s.name for s in STAGES if s.in_bundle])
+    return ctx.manifest
 
-        stage("views")
-        avatar = Avatar(
-            Path(stage_dir),
-            {
-                "canonical": {"scale": sim.scale},
-                "camera": {"cam2world": c2w.tolist(), "work": {"intrinsics": an.work_intr.to_dict()}},
-                "settings": cfg.to_dict(),
-            },
-            field,
-        )
-        views = {}
-        for yaw, pitch in NOVEL_VIEWS:
-            cam, intr = avatar.orbit(yaw, pitch, cfg.work_res)
-            name = f"view_yaw{yaw:+.0f}_pitch{pitch:+.0f}.png"
-            write_png(stage_dir / name, rgba_u8(avatar.render(cam, intr, opts)))
-            views[name[:-4]] = {
-                "file": name,
-                "yaw_deg": yaw,
-                "pitch_deg": pitch,
-                "cam2world": cam.tolist(),
-                "intrinsics": intr.to_dict(),
-            }
-        done("views")
 
-        stage("turntable")
-        frames = render_turntable(
-            avatar,
-            cfg.turntable_frames,
-            cfg.turntable_size,
-            cfg.turntable_pitch_deg,
-            opts,
-            lambda f: progress("turntable", f),
-            cancel,
-        )
-        (stage_dir / "turntable").mkdir()
-        frame_files = []
-        for i, fr in enumerate(frames):
-            name = f"turntable/frame_{i:03d}.png"
-            write_png(stage_dir / name, fr)
-            frame_files.append(name)
-        write_mp4(stage_dir / "turntable.mp4", [_over_grey(f) for f in frames])
-        done("turntable")
-
-        stage("write")
-        write_png(stage_dir / "texture.png", tex)
-        # The expression rig (engine/rig, docs/RIG.md): the mesh files hold the neutral face (all ARKit weights 0);
-        # head.glb carries the 52 shapes as morph targets with the photo's expression as default weights.
-        from engine.rig.bundle import rig_mesh, write_rig_files
-
-        # One photo sees one side of the face: landmarks it cannot see take their mirrored partners, as the
-        # field's far side does (engine.face.symmetry); with more photos the far side may be seen, so keep them.
-        lm_world, mirror_w = an.pose.landmarks_world(), np.zeros(N_MESH)
-        if not extra:
-            lm_world, mirror_w = complete_unseen(lm_world, c2w[:3, 3])
-        rigged = rig_mesh(lm_world, verts)
-        mesh_verts = rigged.keys.basis.astype(np.float64)
-        normals = vertex_normals(mesh_verts, faces)
-        write_glb(stage_dir / "head.glb", mesh_verts, faces, uv, normals, tex)
-        write_obj(stage_dir / "head.obj", mesh_verts, faces, uv, normals, "texture.png")
-        rig_info = write_rig_files(stage_dir, rigged)
-        from safetensors.torch import save_file
-
-        state = {k: v.detach().cpu().contiguous() for k, v in field.state_dict().items()}
-        save_file(state, str(stage_dir / "field.safetensors"), metadata={"format": "likeness-field", "version": "1"})
-        (stage_dir / "landmarks.json").write_text(
-            json.dumps(
-                {
-                    "topology": "mediapipe-478",
-                    "frame": "world",
-                    "landmarks_world": lm_world.round(6).tolist(),
-                    "mirrored_weight": mirror_w.round(3).tolist(),
-                }
-            )
-        )
-        timings["write"] = round(time.perf_counter() - timings["write"], 3)
-        timings["total"] = round(time.perf_counter() - t_all, 3)
-        manifest = _manifest(
-            photo,
-            source_name,
-            cfg,
-            an,
-            c2w,
-            field,
-            timings,
-            scores,
-            mesh_iou,
-            verts,
-            faces,
-            views,
-            frame_files,
-            info_init,
-            info_fit,
-            str(device),
-        )
-        if views_info is not None:
-            manifest["extra_views"] = _extra_views_manifest(views_info, extra, extra_views)
-        manifest["face"]["landmarks_mirrored"] = int((mirror_w > 0.5).sum())
-        manifest["warnings"] = analysis_warnings(an.n_faces, cfg)
-        manifest["files"].update(rig_info["files"])
-        manifest["rig"] = rig_info["rig"]
-        write_json_atomic(stage_dir / MANIFEST, manifest)
-        progress("write", 1.0)
-    return manifest
+def fit_field(
+    photo: Photo,
+    cfg: BuildConfig,
+    progress: Progress | None = None,
+    cancel: Callable[[], bool] | None = None,
+    analysis: FaceAnalysis | None = None,
+    face_frame: Similarity | None = None,
+    extra_views: Sequence[ExtraView] = (),
+) -> BuildContext:
+    """The build's own stages up to the input view (:data:`FIT_STAGES`), nothing written: the fitted field,
+    its analysis, timings and input-view scores in the returned context. ``analysis``: use this one instead of
+    analysing ``photo`` (an experiment's changed frame); ``face_frame`` as in :class:`BuildContext`."""
+    ctx = _context(photo, cfg, progress, cancel, extra_views=extra_views, face_frame=face_frame)
+    names = list(FIT_STAGES)
+    if analysis is not None:
+        ctx.an = analysis
+        names.remove("analyse")
+    run_stages(ctx, names)
+    return ctx
 
 
 def _extra_views_manifest(info: dict, views, given) -> dict:
@@ -249,30 +355,6 @@ def _extra_views_manifest(info: dict, views, given) -> dict:
     }
 
 
-def _extract(field, cfg: BuildConfig, scale: float):
-    c = field.box_center.cpu().numpy().astype(np.float64)
-    h = float(field.box_half)
-    lo, hi = c - h, c + h
-    vals = sample_grid(lambda p: field.sdf_at(p.to(field.box_center.device)), lo, hi, cfg.mc_res)
-    verts, faces = marching_cubes(vals, field.surface_level, lo, hi)
-    verts, faces = clean_mesh(verts / scale, faces, cfg.max_faces)
-    return verts, faces
-
-
-def _colour_fn(field, scale: float):
-    dev = field.box_center.device
-
-    def fn(pts_world: np.ndarray) -> np.ndarray:
-        out = []
-        with torch.no_grad():
-            for i in range(0, len(pts_world), 262144):
-                p = torch.as_tensor(pts_world[i : i + 262144] * scale, dtype=torch.float32, device=dev)
-                out.append(field.colour(p).cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, 3), np.float32)
-
-    return fn
-
-
 def render_turntable(
     avatar: Avatar, n_frames: int, size: int, pitch_deg: float, opts=None, progress=None, cancel=None
 ) -> list[np.ndarray]:
@@ -284,15 +366,8 @@ def render_turntable(
         if progress:
             progress((i + 1) / n_frames)
         if cancel is not None and cancel():
-            from engine.errors import Cancelled
-
             raise Cancelled("the build was cancelled")
     return frames
-
-
-def _over_grey(rgba: np.ndarray) -> np.ndarray:
-    a = rgba[..., 3:4].astype(np.float32) / 255.0
-    return (rgba[..., :3] * a + 128.0 * (1.0 - a)).astype(np.uint8)
 
 
 def _depth_preview(depth: np.ndarray) -> np.ndarray:
@@ -305,24 +380,9 @@ def _depth_preview(depth: np.ndarray) -> np.ndarray:
     return out
 
 
-def _manifest(
-    photo,
-    source_name,
-    cfg,
-    an: FaceAnalysis,
-    c2w,
-    field,
-    timings,
-    scores,
-    mesh_iou,
-    verts,
-    faces,
-    views,
-    frame_files,
-    info_init,
-    info_fit,
-    device,
-) -> dict:
+def _manifest(ctx: BuildContext) -> dict:
+    photo, source_name, cfg, an, c2w, field = ctx.photo, ctx.source_name, ctx.cfg, ctx.an, ctx.c2w, ctx.field
+    scores, info_init, info_fit, views = ctx.scores, ctx.info_init, ctx.info_fit, ctx.views
     sim = an.pose.to_canonical
     return {
         "format": BUNDLE_FORMAT,
@@ -358,41 +418,28 @@ def _manifest(
         "conventions": CONVENTIONS_DOC,
         "settings": cfg.to_dict(),
         "field": {
-            "method": ProxyInitFit.name,
+            "method": ctx.method.name,
             "grid_res": cfg.grid_res,
             "plane_res": cfg.plane_res,
             "plane_channels": cfg.plane_channels,
-            "device": device,
+            "device": str(ctx.device),
         },
-        "timings_s": timings,
+        "timings_s": ctx.timings,
         "metrics": {
             "input_psnr_db": round(scores["psnr_db"], 3),
             "input_ssim": round(scores["ssim"], 4),
-            "mesh_matte_iou": round(mesh_iou, 4),
-            "faces": int(len(faces)),
-            "vertices": int(len(verts)),
+            "mesh_matte_iou": round(ctx.mesh_iou, 4),
+            "faces": int(len(ctx.faces)),
+            "vertices": int(len(ctx.verts)),
             "init_colour_mse": info_init.get("init_colour_mse"),
             "fit_history": info_fit.get("history", [])[-3:],
         },
         "views": views,
         "files": {
-            "glb": "head.glb",
-            "obj": "head.obj",
-            "mtl": "head.mtl",
-            "texture": "texture.png",
-            "depth_exr": "depth.exr",
-            "depth_png": "depth.png",
-            "normal": "normal.png",
-            "alpha": "alpha.png",
-            "photo": "photo.png",
-            "photo_crop": "photo_crop.png",
-            "input_render": "input_render.png",
-            "field": "field.safetensors",
-            "landmarks": "landmarks.json",
-            "turntable_mp4": "turntable.mp4",
+            **{k: v for k, v in BUNDLE_FILES.items() if k not in ("expression", "shape_keys")},
             **{k: v["file"] for k, v in views.items()},
         },
-        "turntable_frames": frame_files,
+        "turntable_frames": ctx.frame_files,
         "maps_camera": "work (the photo camera cropped to crop_box_px and resized to work intrinsics)",
     }
 

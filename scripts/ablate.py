@@ -11,7 +11,7 @@ step swapped) and is scored by harness.evaluate exactly like eval_fidelity.py sc
 * ``init``: our proxy initialisation vs random initialisation -- Table 2.
 * ``views``: more input views -- Table 5. Fits 1, 2 (input + yaw +15), 3 (input, yaw +-15) and 5 (input, yaw
   +-15, +-30) of the dataset's views, all at pitch 0, the extra cameras given relative to the input camera
-  (engine.build.views). Scored on the views no row fits (the same held-out set for every row), also split
+  (engine.fit.views). Scored on the views no row fits (the same held-out set for every row), also split
   into |yaw| >= 30 and < 30; the 5-view fit is scored once more with the photo term of the input photo only.
 
 Writes ablation.json, ablation.md and one contact sheet per variant.
@@ -151,7 +151,7 @@ def _extra_views(ds, offsets):
     import numpy as np
     from harness.groundtruth import view_name
 
-    from engine.build.views import ExtraView
+    from engine.fit.views import ExtraView
     from engine.io.images import load_photo
 
     gi = ds.input

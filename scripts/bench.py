@@ -31,6 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from engine.pipeline import STAGE_NAMES as STAGES  # noqa: E402
+
 # issue 2's speed bar, seconds
 BARS = {
     "cpu": {"build_draft": 90.0, "build_standard": 300.0, "render_512_fast": 2.0, "mc_256_total": 3.0},
@@ -136,14 +138,12 @@ def bench_render(avatar, device: str, size: int = 512, repeats: int = 3, dense_s
 
 def bench_marching_cubes(field, device: str, res: int) -> dict:
     """Sample the field's SDF on a res^3 lattice over its box, then PyMCubes."""
-    from engine.extract.mesh import marching_cubes, sample_grid
+    from engine.extract.from_field import sdf_lattice
+    from engine.extract.mesh import marching_cubes
 
-    c = field.box_center.detach().cpu().numpy().astype(np.float64)
-    h = float(field.box_half)
-    lo, hi = c - h, c + h
     r: dict = {"res": res, "sample": {}, "mcubes": {}}
     with section(r["sample"], device):
-        vals = sample_grid(lambda p: field.sdf_at(p.to(field.box_center.device)), lo, hi, res)
+        vals, lo, hi = sdf_lattice(field, res)
     with section(r["mcubes"], device):
         verts, faces = marching_cubes(vals, field.surface_level, lo, hi)
     r["total_s"] = round(r["sample"]["seconds"] + r["mcubes"]["seconds"], 4)
@@ -154,9 +154,9 @@ def bench_marching_cubes(field, device: str, res: int) -> dict:
 
 def bench_texture(field, scale: float, verts, faces, size: int, max_faces: int, device: str) -> dict:
     from engine.extract.bake import bake_texture
+    from engine.extract.from_field import colour_fn
     from engine.extract.mesh import clean_mesh
     from engine.extract.uv import spherical_unwrap
-    from engine.pipeline import _colour_fn
 
     r: dict = {"texture_size": size, "clean": {}, "unwrap": {}, "bake": {}}
     with section(r["clean"], device):
@@ -164,7 +164,7 @@ def bench_texture(field, scale: float, verts, faces, size: int, max_faces: int, 
     with section(r["unwrap"], device):
         v, f, uv, _ = spherical_unwrap(v, f)
     with section(r["bake"], device):
-        bake_texture(v, f, uv, _colour_fn(field, scale), size)
+        bake_texture(v, f, uv, colour_fn(field, scale), size)
     r["faces"] = int(len(f))
     return r
 
@@ -330,9 +330,6 @@ def markdown(r: dict) -> str:
         + ".",
     ]
     return "\n".join(lines) + "\n"
-
-
-STAGES = ("analyse", "proxy", "init", "fit", "input_view", "mesh", "texture", "maps", "views", "turntable", "write")
 
 
 def main(argv=None) -> int:

@@ -1,12 +1,13 @@
-"""Where the fitted outline sits against the photo's matte, for several alpha targets (engine.build.fit).
+"""Where the fitted outline sits against the photo's matte, for several alpha targets (engine.fit.losses.alpha_target).
 
     python scripts/outline.py ../shared/portraits/singnet_woman_portrait.jpg --steepen 1 3 6
 
 For each steepening factor of the alpha target (1 = the soft selfie matte as it is; the engine uses
-``fit.MATTE_STEEPEN``) the photo is fitted with the engine's own steps at the chosen preset and the input view is
-rendered. Prints one JSON line per factor: pixels inside the matte's 0.5 contour the render misses (alpha <= 0.5)
-and pixels outside it the render covers, the mean inward offset of the outline in pixels ((missing - extra) /
-contour length; the photo's own frame edge excluded) and the input-view PSNR/SSIM exactly as a build scores it.
+``ProxyInitConfig.matte_steepen``, engine.fit.proxy_init) the photo is fitted with the engine's own steps at the
+chosen preset and the input view is rendered. Prints one JSON line per factor: pixels inside the matte's 0.5
+contour the render misses (alpha <= 0.5) and pixels outside it the render covers, the mean inward offset of the
+outline in pixels ((missing - extra) / contour length; the photo's own frame edge excluded) and the input-view
+PSNR/SSIM exactly as a build scores it.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.build import fit as fitmod  # noqa: E402
-from engine.build.setup import enable_photo_term, prepare_fit  # noqa: E402
 from engine.config import preset  # noqa: E402
 from engine.face.analysis import analyse  # noqa: E402
+from engine.fit.proxy_init import ProxyInitConfig, ProxyInitFit  # noqa: E402
+from engine.fit.setup import enable_photo_term, prepare_fit  # noqa: E402
 from engine.io.images import load_photo  # noqa: E402
 from engine.metrics import input_view_scores  # noqa: E402
 from engine.render.renderer import RenderOptions, render_image  # noqa: E402
@@ -52,16 +53,10 @@ def run(photo_path: str, steepen: float, quality: str) -> dict:
     torch.manual_seed(cfg.seed)
     an = analyse(load_photo(photo_path), cfg)
     data, field, extra, _ = prepare_fit(an, cfg, torch.device("cpu"))
-    saved = fitmod.MATTE_STEEPEN
-    fitmod.MATTE_STEEPEN = steepen
-    try:
-        t0 = time.perf_counter()
-        method = fitmod.ProxyInitFit(cfg)
-        method.init(field, data)
-        method.fit(field, data)
-        fit_s = time.perf_counter() - t0
-    finally:
-        fitmod.MATTE_STEEPEN = saved
+    t0 = time.perf_counter()
+    method = ProxyInitFit(cfg, ProxyInitConfig(matte_steepen=steepen))
+    method.fit(method.init(field, data))
+    fit_s = time.perf_counter() - t0
     c2w, scale = an.pose.cam2world_gl(), an.pose.to_canonical.scale
     geo = enable_photo_term(field, an, extra, cfg)  # its own render from the photo camera, learned colour only
     inp = render_image(field, c2w, an.work_intr, RenderOptions(cfg.n_coarse, cfg.n_fine), scale)
@@ -80,7 +75,7 @@ def run(photo_path: str, steepen: float, quality: str) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("photos", nargs="+")
-    ap.add_argument("--steepen", type=float, nargs="+", default=[1.0, fitmod.MATTE_STEEPEN])
+    ap.add_argument("--steepen", type=float, nargs="+", default=[1.0, ProxyInitConfig().matte_steepen])
     ap.add_argument("--quality", default="standard")
     args = ap.parse_args()
     for p in args.photos:

@@ -20,7 +20,7 @@ LAYERS = {
     "engine.field": 2,
     "engine.render": 2,
     "engine.rig": 2,
-    "engine.build": 3,
+    "engine.fit": 3,
     "engine.extract": 3,
     "engine.avatar": 4,
     "engine.pipeline": 4,

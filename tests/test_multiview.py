@@ -7,11 +7,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from engine.build.fit import FitData, FitView, ProxyInitFit, view_depth_m
-from engine.build.views import ref_cv_from_cam_cv, triangulate_depth
 from engine.config import BuildConfig
 from engine.conventions import Intrinsics
 from engine.field.model import RadianceField
+from engine.fit.data import FitData, FitView, view_depth_m
+from engine.fit.proxy_init import ProxyInitFit
+from engine.fit.views import ref_cv_from_cam_cv, triangulate_depth
 from engine.proxy.head import HeadProxy
 
 RES, F_PX, DEPTH_M, RADIUS_M = 48, 150.0, 1.0, 0.1
@@ -63,9 +64,9 @@ def _fitted(two_views: bool, fit: bool = False) -> tuple[RadianceField, FitData,
         data.extra = (side,)
     field = _field()
     method = ProxyInitFit(CFG)
-    method.init(field, data)
+    state = method.init(field, data)
     if fit:
-        method.fit(field, data)
+        method.fit(state)
     return field, data, side
 
 

@@ -1,4 +1,4 @@
-"""The fitted outline sits on the matte's 0.5 contour even when the matte is soft (engine.build.fit.alpha_target).
+"""The fitted outline sits on the matte's 0.5 contour even when the matte is soft (engine.fit.losses.alpha_target).
 
 A sphere (radius 0.1 m) 1 m in front of the camera; its matte is a disc that rises from 0.5 at the contour to only
 0.8 six pixels inside (as a selfie matte does over hair) and fades outside over a couple of pixels. Fitted against
@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from engine.build import fit as fitmod
-from engine.build.fit import FitData, ProxyInitFit, alpha_target, view_depth_m
 from engine.config import BuildConfig
 from engine.conventions import Intrinsics
 from engine.field.model import RadianceField
+from engine.fit.data import FitData, view_depth_m
+from engine.fit.losses import alpha_target
+from engine.fit.proxy_init import ProxyInitConfig, ProxyInitFit
 from engine.proxy.head import HeadProxy
 
 RES, F_PX, DEPTH_M, RADIUS_M = 64, 200.0, 1.0, 0.1
@@ -46,26 +47,21 @@ def _fitted_radius_px(steepen: float) -> float:
     data = FitData(photo, matte, HeadProxy(front, back, inside, INTR, DEPTH_M), INTR, to_canon)
     field = RadianceField(np.zeros(3), 0.16, CFG.grid_res, CFG.plane_res, CFG.plane_channels, photo, F_PX, F_PX,
                           RES / 2, RES / 2, to_canon)  # fmt: skip
-    saved = fitmod.MATTE_STEEPEN
-    fitmod.MATTE_STEEPEN = steepen
-    try:
-        method = ProxyInitFit(CFG)
-        method.init(field, data)
-        method.fit(field, data)
-    finally:
-        fitmod.MATTE_STEEPEN = saved
+    method = ProxyInitFit(CFG, ProxyInitConfig(matte_steepen=steepen))  # an ablation is a configuration
+    method.fit(method.init(field, data))
     seen = view_depth_m(field, data.views()[0], CFG) > 0
     return float(np.sqrt(seen.sum() / np.pi))
 
 
 def test_alpha_target_is_the_matte_steepened_about_one_half():
     m = torch.tensor([0.0, 0.3, 0.5, 0.6, 0.9, 1.0])
-    t = alpha_target(m)
+    steepen = ProxyInitConfig().matte_steepen
+    t = alpha_target(m, steepen)
     assert t[2] == 0.5 and t[0] == 0.0 and t[-1] == 1.0 and t[4] == 1.0
-    assert torch.allclose(t[3], torch.tensor(0.5 + 0.1 * fitmod.MATTE_STEEPEN))
+    assert torch.allclose(t[3], torch.tensor(0.5 + 0.1 * steepen))
 
 
-@pytest.mark.parametrize("steepen", [fitmod.MATTE_STEEPEN])
+@pytest.mark.parametrize("steepen", [ProxyInitConfig().matte_steepen])
 def test_outline_sits_on_the_contour_of_a_soft_matte(steepen):
     contour = float(np.sqrt((_soft_matte() > 0.5).sum() / np.pi))
     soft = _fitted_radius_px(1.0)

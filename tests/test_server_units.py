@@ -257,9 +257,9 @@ def test_classify_out_of_memory():
 
 
 def test_stage_weights_cover_the_pipeline():
-    from engine.pipeline import STAGES
+    from engine.pipeline import STAGE_NAMES
 
-    assert tuple(STAGE_WEIGHTS) == STAGES
+    assert tuple(STAGE_WEIGHTS) == STAGE_NAMES
 
 
 def test_progress_writer_monotonic_throttled_and_cancel(store):

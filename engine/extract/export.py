@@ -70,3 +70,9 @@ def write_mp4(path: Path, frames: list[np.ndarray], fps: int = 24) -> None:
     for f in frames:
         gen.send(np.ascontiguousarray(f[..., :3]))
     gen.close()
+
+
+def over_grey(rgba: np.ndarray) -> np.ndarray:
+    """RGBA uint8 (H, W, 4) composited over mid grey: RGB uint8 (H, W, 3), e.g. for an MP4."""
+    a = rgba[..., 3:4].astype(np.float32) / 255.0
+    return (rgba[..., :3] * a + 128.0 * (1.0 - a)).astype(np.uint8)

@@ -124,6 +124,10 @@ class RadianceField(nn.Module):
         out = F.grid_sample(vol, g, mode="bilinear", padding_mode="border", align_corners=True)
         return out.view(vol.shape[1], -1).t()
 
+    def normal_at(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3) the SDF's normal at canonical points, trilinear from the normals buffer (not re-normalised)."""
+        return self._grid(self.normals, x)
+
     def sdf_at(self, x: torch.Tensor) -> torch.Tensor:
         """(N,) signed distance, canonical units; outside the box it grows with the distance to the box."""
         d = self._grid(self.sdf, x)[:, 0]

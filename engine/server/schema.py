@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from engine.config import RANGES, preset
+from engine.config import DEFAULT_METHOD, RANGES, Quality, preset
 from engine.server.jobs import Job
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -29,9 +29,19 @@ class BuildOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    quality: Literal["draft", "standard", "high"] = "standard"
+    quality: Quality = "standard"
+    method: str = Field(DEFAULT_METHOD, description="fitting method: proxy-init (default) | random-init")
     face_index: int = Field(0, description=f"which face, largest first: {RANGES['face_index'].describe()}")
     focal_35mm: float = Field(0.0, description=f"35 mm-equivalent focal length: {RANGES['focal_35mm'].describe()}")
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, v: str) -> str:
+        from engine.fit import method_names
+
+        if v not in method_names():
+            raise ValueError(f"unknown fitting method {v!r}; choose one of: {', '.join(method_names())}")
+        return v
 
     @field_validator("face_index", "focal_35mm", mode="before")
     @classmethod
@@ -40,7 +50,9 @@ class BuildOptions(BaseModel):
         return RANGES[info.field_name].check(v, info.field_name)
 
     def build_config(self, device: str):
-        return preset(self.quality, face_index=self.face_index, focal_35mm=self.focal_35mm, device=device)
+        return preset(
+            self.quality, face_index=self.face_index, focal_35mm=self.focal_35mm, device=device, method=self.method
+        )
 
 
 class JobOut(BaseModel):

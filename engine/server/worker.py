@@ -16,6 +16,7 @@ import traceback
 from dataclasses import replace
 
 from engine.errors import Cancelled, LikenessError, OutOfMemory
+from engine.pipeline import STAGES
 from engine.server.errors import hint_for, scrub
 from engine.server.jobs import CANCELLED, FAILED, SUCCEEDED, Job, JobStore
 from engine.server.schema import BuildOptions
@@ -23,20 +24,8 @@ from engine.server.workspace import FileLock, Workspace
 
 log = logging.getLogger("likeness.worker")
 
-STAGE_WEIGHTS = {
-    "analyse": 0.5,
-    "proxy": 0.1,
-    "init": 19.0,
-    "fit": 47.0,
-    "input_view": 2.2,
-    "mesh": 1.1,
-    "texture": 2.5,
-    "maps": 0.2,
-    "views": 4.1,
-    "turntable": 22.4,
-    "write": 0.9,
-}
-"""Share of a draft build's time per pipeline stage (measured on CPU); turns stage fractions into one 0..1."""
+STAGE_WEIGHTS = {s.name: s.weight for s in STAGES}
+"""Share of a draft build's time per pipeline stage (engine.pipeline.STAGES); turns stage fractions into one 0..1."""
 
 
 class ProgressWriter:

@@ -12,11 +12,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from engine.build.fit import FitView, view_depth_m
 from engine.config import BuildConfig
 from engine.conventions import CV_FROM_GL, Intrinsics
 from engine.face.analysis import FaceAnalysis, analyse
 from engine.field.model import RadianceField
+from engine.fit.data import FitView, view_depth_m
 from engine.io.images import Photo
 
 

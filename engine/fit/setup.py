@@ -7,12 +7,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from engine.build.fit import FitData, FitView
-from engine.build.views import attach_views, enable_view_photos, prepare_views
 from engine.config import BuildConfig
 from engine.face.analysis import FaceAnalysis
 from engine.field.factory import make_field
 from engine.field.model import RadianceField
+from engine.fit.data import FitData, FitView
+from engine.fit.views import attach_views, enable_view_photos, prepare_views
 from engine.proxy.canonical import Similarity
 from engine.proxy.head import build_head_proxy
 from engine.render.renderer import RenderOptions, render_image

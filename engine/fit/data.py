@@ -1,0 +1,107 @@
+"""What a fit is fitted to: the training views (photo, matte, camera, frame), the reference view's head proxy,
+and the per-pixel ray table every fitting step samples from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.ndimage as ndi
+import torch
+
+from engine.config import BuildConfig
+from engine.conventions import Intrinsics, cam2world_cv_to_gl
+from engine.field.model import RadianceField
+from engine.proxy.head import HeadProxy
+from engine.render.rays import camera_rays_world
+from engine.render.renderer import RenderOptions, render_image
+
+
+@dataclass(frozen=True)
+class FitView:
+    """One training view: ``photo`` (S, S, 3) and ``matte`` (S, S) in [0, 1], ``intr`` its work camera,
+    ``cv_to_canon`` 4x4 similarity from its cv camera (metres) to the canonical frame."""
+
+    photo: np.ndarray
+    matte: np.ndarray
+    intr: Intrinsics
+    cv_to_canon: np.ndarray
+
+
+@dataclass
+class FitData:
+    """The training views. The reference view (``photo``, ``matte``, ``intr``, ``cv_to_canon`` as in
+    :class:`FitView`) defines the canonical frame and carries the ``proxy`` (in its work camera); ``extra``
+    holds further views with known cameras (empty for the single-photo build)."""
+
+    photo: np.ndarray
+    matte: np.ndarray
+    proxy: HeadProxy
+    intr: Intrinsics
+    cv_to_canon: np.ndarray
+    extra: tuple[FitView, ...] = ()
+
+    def views(self) -> list[FitView]:
+        """All views, the reference first."""
+        return [FitView(self.photo, self.matte, self.intr, self.cv_to_canon), *self.extra]
+
+
+def similarity_scale(m: np.ndarray) -> float:
+    """The uniform scale s of a 4x4 similarity ``s R x + t``."""
+    return float(np.cbrt(abs(np.linalg.det(np.asarray(m, np.float64)[:3, :3]))))
+
+
+def view_cam2world_gl(view: FitView) -> np.ndarray:
+    """gl cam2world (4, 4) of a view in the world frame (world = canonical / scale, metres)."""
+    m = np.asarray(view.cv_to_canon, np.float64)
+    s = similarity_scale(m)
+    world_from_cv = np.eye(4)
+    world_from_cv[:3, :3] = m[:3, :3] / s
+    world_from_cv[:3, 3] = m[:3, 3] / s
+    return cam2world_cv_to_gl(world_from_cv)
+
+
+def view_depth_m(field: RadianceField, view: FitView, cfg: BuildConfig) -> np.ndarray:
+    """The field's z-depth (S, S) in metres (0 where empty) seen from a view's work camera (learned colour
+    only: depth does not depend on colour)."""
+    m = np.asarray(view.cv_to_canon, np.float64)
+    s = similarity_scale(m)
+    opts = RenderOptions(cfg.n_coarse, cfg.n_fine, learned_only=True)
+    with torch.no_grad():
+        return render_image(field, view_cam2world_gl(view), view.intr, opts, s)["depth_m"]
+
+
+def canon_rays(view: FitData | FitView) -> tuple[np.ndarray, np.ndarray]:
+    """Canonical origins and unit directions (S*S, 3) of every work-camera pixel of one view."""
+    eye = np.eye(4)
+    o, d, _ = camera_rays_world(np.diag([1.0, -1.0, -1.0, 1.0]) @ eye, view.intr)  # cv camera == 'world' here
+    m = view.cv_to_canon
+    s = similarity_scale(m)
+    oc = o @ m[:3, :3].T + m[:3, 3]
+    dc = d @ (m[:3, :3] / s).T
+    return oc, dc
+
+
+def ray_table(data: FitData) -> tuple[np.ndarray, ...]:
+    """Every work-camera pixel of every view, concatenated (reference first), float32 unless noted: canonical
+    origins and unit directions (R, 3), photo (R, 3), matte (R,), the proxy's front as canonical ray distance
+    (R,; NaN outside the reference view), near-matte (R,) bool (the matte dilated by 4 pixels) and the matte's
+    edge band (R,) bool (3 pixels either side of its 0.5 contour)."""
+    cols: list[list[np.ndarray]] = [[] for _ in range(7)]
+    for k, view in enumerate(data.views()):
+        oc, dc = canon_rays(view)
+        if k == 0:
+            s = similarity_scale(view.cv_to_canon)
+            _, _, zpt = camera_rays_world(np.diag([1.0, -1.0, -1.0, 1.0]), view.intr)
+            proxy = (data.proxy.front_m.reshape(-1) / zpt * s).astype(np.float32)
+        else:
+            proxy = np.full(view.matte.size, np.nan, np.float32)
+        inside = view.matte > 0.5
+        near = ndi.binary_dilation(inside, iterations=4).reshape(-1)
+        core = ndi.binary_erosion(inside, iterations=3).reshape(-1)
+        edge = ndi.binary_dilation(inside, iterations=3).reshape(-1) & ~core
+        parts = (oc, dc, view.photo.reshape(-1, 3), view.matte.reshape(-1), proxy, near, edge)
+        for col, part in zip(cols, parts, strict=True):
+            col.append(part)
+    out = [np.concatenate(c).astype(np.float32) for c in cols[:5]]
+    return (*out, np.concatenate(cols[5]), np.concatenate(cols[6]))

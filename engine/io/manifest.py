@@ -1,0 +1,37 @@
+"""THE list of an avatar bundle's files: manifest key -> file name. The pipeline writes these names, readers look
+files up by key (engine.io.bundle resolves them inside the bundle), the server serves them by key, and the
+add-on's bpy-free copy (blender_addon/bundle.py, BUNDLE_FILES) is checked against this one by a test.
+docs/ARCHITECTURE.md, "Add a bundle file", is the recipe."""
+
+from __future__ import annotations
+
+BUNDLE_FILES: dict[str, str] = {
+    "glb": "head.glb",
+    "obj": "head.obj",
+    "mtl": "head.mtl",
+    "texture": "texture.png",
+    "depth_exr": "depth.exr",
+    "depth_png": "depth.png",
+    "normal": "normal.png",
+    "alpha": "alpha.png",
+    "photo": "photo.png",
+    "photo_crop": "photo_crop.png",
+    "input_render": "input_render.png",
+    "field": "field.safetensors",
+    "landmarks": "landmarks.json",
+    "turntable_mp4": "turntable.mp4",
+    "expression": "expression.json",
+    "shape_keys": "shape_keys.npz",
+}
+"""Every fixed file of a bundle (novel views and turntable frames are named by the functions below)."""
+TURNTABLE_DIR = "turntable"
+
+
+def view_key(yaw_deg: float, pitch_deg: float) -> str:
+    """The manifest key (and file stem) of a novel view, e.g. ``view_yaw+30_pitch+0``."""
+    return f"view_yaw{yaw_deg:+.0f}_pitch{pitch_deg:+.0f}"
+
+
+def turntable_frame(i: int) -> str:
+    """The bundle-relative path of turntable frame ``i``."""
+    return f"{TURNTABLE_DIR}/frame_{i:03d}.png"
