@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from engine import __version__
-from engine.errors import LikenessError
+from engine.errors import LikenessError, OutOfMemory, classify
 
 log = logging.getLogger("likeness")
 
@@ -172,7 +172,31 @@ def cmd_turntable(args) -> int:
     return 0
 
 
+SERVER_MODULES = ("fastapi", "uvicorn", "python_multipart")
+"""What ``likeness serve`` needs beyond the engine: the ``[server]`` extra."""
+
+
+def require_server_extra() -> None:
+    """BackendUnavailable naming the extra to install when a server module is missing."""
+    import importlib
+
+    from engine.errors import BackendUnavailable
+
+    missing = []
+    for name in SERVER_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise BackendUnavailable(
+            f"the engine server needs {', '.join(missing)}, which is not installed",
+            "pip install 'likeness[server]'; in a checkout, pip install -e '.[server]'",
+        )
+
+
 def cmd_serve(args) -> int:
+    require_server_extra()
     from engine.server.serve import serve
     from engine.server.settings import ServerSettings
 
@@ -399,15 +423,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("likeness: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # the last edge: a bug is one line too, its traceback with -v
-        if args.verbose:
-            raise
-        print(
-            f"likeness: error: internal error ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}) "
-            "-- this is a bug; rerun with -v for the traceback and report it",
-            file=sys.stderr,
+    except Exception as exc:  # the last edge: out of memory is exit 3, a bug one line (its traceback with -v)
+        err = classify(
+            exc,
+            str(getattr(args, "device", "auto")),
+            "this is a bug: rerun with -v and report it",
+            f"likeness {args.command}",
         )
-        return 1
+        if args.verbose and not isinstance(err, OutOfMemory):
+            raise
+        print(f"likeness: error: {err.one_line()}", file=sys.stderr)
+        return err.exit_code
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 
 class LikenessError(Exception):
     """Base error: ``code`` is stable and machine-readable, ``hint`` tells the user what to do."""
@@ -90,3 +92,30 @@ class BackendUnavailable(LikenessError):
 
     code = "backend_unavailable"
     exit_code = 2
+
+
+def classify(
+    exc: BaseException, device: str = "cpu", internal_hint: str = "see the server log", what: str = "the build"
+) -> LikenessError:
+    """Any exception as a domain error, for the edges that translate them (CLI, server, worker): a LikenessError
+    as it is, out-of-memory (GPU or system, torch's or Python's) as OutOfMemory (exit code 3), the rest internal.
+    ``device``: where the work ran (auto | cpu | cuda[:N]), for the message; ``internal_hint``: what the edge
+    tells the user to do about a bug; ``what`` names the work in the message ("the build", "the render")."""
+    if isinstance(exc, LikenessError):
+        return exc
+    torch = sys.modules.get("torch")  # only an exception torch raised can be torch's: never import it here
+    gpu_oom = getattr(torch, "OutOfMemoryError", None) if torch is not None else None
+    text = str(exc).lower()
+    is_oom = isinstance(exc, MemoryError) or (gpu_oom is not None and isinstance(exc, gpu_oom))
+    if is_oom or (isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)):
+        on_gpu = device.startswith("cuda") or (gpu_oom is not None and isinstance(exc, gpu_oom))
+        return OutOfMemory(
+            f"{what} ran out of {'GPU' if on_gpu else 'system'} memory",
+            "close other GPU programs, try quality draft, or build on a machine with more memory",
+        )
+    return LikenessError(f"{what} failed unexpectedly ({type(exc).__name__}: {_first_line(exc)})", internal_hint)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else "no message"

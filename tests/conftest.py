@@ -41,6 +41,22 @@ def astronaut_png(astronaut_rgb) -> bytes:
     return buf.getvalue()
 
 
+TINY = dict(
+    quality="draft", device="cpu", work_res=128, grid_res=48, plane_res=32, init_steps=10, iterations=20,
+    rays_per_step=512, n_coarse=24, n_fine=8, mc_res=64, max_faces=2000, texture_size=256, turntable_frames=2,
+    turntable_size=64,
+)  # fmt: skip
+"""A whole build in seconds: every stage runs, on tiny grids and few steps (numbers mean nothing)."""
+
+
+@pytest.fixture
+def tiny_config():
+    """A BuildConfig that runs every stage in seconds (``TINY``); pass overrides as keyword arguments."""
+    from engine.config import BuildConfig
+
+    return lambda **kw: BuildConfig(**{**TINY, **kw})
+
+
 @pytest.fixture(scope="session")
 def draft_bundle(tmp_path_factory) -> Path:
     """The demo portrait built once at the draft preset (about 40 s on two cores)."""

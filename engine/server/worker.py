@@ -15,7 +15,7 @@ import time
 import traceback
 from dataclasses import replace
 
-from engine.errors import Cancelled, LikenessError, OutOfMemory
+from engine.errors import Cancelled, LikenessError, OutOfMemory, classify
 from engine.pipeline import STAGES
 from engine.server.errors import hint_for, scrub
 from engine.server.jobs import CANCELLED, FAILED, SUCCEEDED, Job, JobStore
@@ -66,32 +66,6 @@ class ProgressWriter:
             self.last_check = now
             self.stop = self.store.should_stop(self.job_id, self.claim)
         return self.stop
-
-
-def classify(exc: BaseException, device: str = "cpu") -> LikenessError:
-    """An exception from a build as a domain error: out-of-memory recognised on GPU and CPU, the rest internal."""
-    if isinstance(exc, LikenessError):
-        return exc
-    text = str(exc).lower()
-    oom_types = tuple(t for t in (_torch_oom(), MemoryError) if t is not None)
-    if isinstance(exc, oom_types) or (
-        isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
-    ):
-        where = "GPU" if device.startswith("cuda") else "system"
-        return OutOfMemory(
-            f"the build ran out of {where} memory",
-            "close other GPU programs, try quality draft, or build on a machine with more memory",
-        )
-    return LikenessError(f"the build failed unexpectedly ({type(exc).__name__})", "see the server log")
-
-
-def _torch_oom():
-    try:
-        import torch
-
-        return getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return None
 
 
 def lighter(cfg):
