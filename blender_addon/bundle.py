@@ -6,8 +6,11 @@ The bundle format is the engine's (README.md, "The avatar bundle"); this module 
 from __future__ import annotations
 
 import json
+import math
+import os
+import stat
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 from .conventions import Intrinsics
 
@@ -30,8 +33,80 @@ IMPORT_KEYS = (
 )
 
 
+MAX_NAME_CHARS = 1024
+MAX_JSON_BYTES = 32 << 20
+
+
 class BundleInvalid(ValueError):
     """The folder is not a complete avatar bundle this add-on understands."""
+
+
+def _short(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def bundle_path(bundle_dir, rel, where: str, required: bool = True) -> Path | None:
+    """The add-on's copy of the engine's ``engine.io.bundle.bundle_path`` (the add-on never imports the engine;
+    tests/test_bundle_reads.py checks the two agree on good and evil names): ``rel`` must be a non-empty relative
+    str (no NUL, no backslash, no drive, at most MAX_NAME_CHARS) that, resolved with symlinks, is a regular file
+    strictly inside the resolved bundle folder; else :class:`BundleInvalid`. A well-formed name of a file that is
+    not there: BundleInvalid when ``required``, else None."""
+    try:
+        root = Path(bundle_dir).resolve(strict=True)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise BundleInvalid(f"{bundle_dir} is not a bundle folder") from exc
+    label = f"bundle {_short(root.name, 40)}: {where}"
+    if not isinstance(rel, str) or not rel or len(rel) > MAX_NAME_CHARS or "\x00" in rel or "\\" in rel:
+        raise BundleInvalid(f"{label} is {_short(rel)}, not the name of a file in the bundle")
+    if os.path.isabs(rel) or PureWindowsPath(rel).drive:
+        raise BundleInvalid(f"{label} ({_short(rel)}) is an absolute path; a bundle names its files relative to itself")
+    try:
+        target = (root / rel).resolve()
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise BundleInvalid(f"{label} ({_short(rel)}) cannot be resolved") from exc
+    if target == root:
+        raise BundleInvalid(f"{label} ({_short(rel)}) names the bundle folder itself, not a file in it")
+    if not target.is_relative_to(root):
+        raise BundleInvalid(f"{label} ({_short(rel)}) leads outside the bundle; refusing to read it")
+    try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        if required:
+            raise BundleInvalid(f"{label} ({_short(rel)}) is missing") from None
+        return None
+    except (OSError, ValueError) as exc:
+        raise BundleInvalid(f"{label} ({_short(rel)}) cannot be resolved") from exc
+    if not stat.S_ISREG(mode):
+        raise BundleInvalid(f"{label} ({_short(rel)}) is not a regular file")
+    return target
+
+
+def bundle_file(bundle_dir, manifest: dict, key: str, required: bool = True) -> Path | None:
+    """The add-on's copy of ``engine.io.bundle.bundle_file``: ``manifest["files"][key]`` through
+    :func:`bundle_path`; a key not listed is BundleInvalid when ``required``, else None."""
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict):
+        raise BundleInvalid(f"bundle {_short(Path(bundle_dir).name, 40)}: the manifest has no files object")
+    rel = files.get(key)
+    if rel is None:
+        if required:
+            raise BundleInvalid(f"bundle {_short(Path(bundle_dir).name, 40)}: the manifest lists no files.{key}")
+        return None
+    return bundle_path(bundle_dir, rel, f"files.{key}", required)
+
+
+def read_json(path: Path):
+    """A bundle's JSON file, or BundleInvalid (never a raw OSError/ValueError/RecursionError)."""
+    try:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_JSON_BYTES:
+            raise BundleInvalid(f"{path} is not a bundle's JSON file")
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        if isinstance(exc, BundleInvalid):
+            raise
+        raise BundleInvalid(f"cannot read {path}: {' '.join(str(exc).split())[:120]}") from exc
 
 
 @dataclass(frozen=True)
@@ -66,22 +141,25 @@ class Bundle:
         return str(self.manifest.get("settings", {}).get("quality", ""))
 
     def file(self, key: str) -> Path | None:
-        """Absolute path of the file the manifest lists under ``key``, or None when absent."""
-        rel = self.manifest.get("files", {}).get(key)
-        if not rel:
-            return None
-        p = (self.path / rel).resolve()
-        if self.path.resolve() not in p.parents or not p.is_file():
-            return None
-        return p
+        """Absolute path of the file the manifest lists under ``key`` (:func:`bundle_file`), or None when it is
+        not listed or not there; BundleInvalid when the name is malformed or leads out of the bundle."""
+        return bundle_file(self.path, self.manifest, key, required=False)
 
     def landmarks_world(self) -> list[tuple[float, float, float]]:
-        """The 478 face landmarks in the engine world frame (metres), or [] when the bundle has none."""
+        """The 478 face landmarks in the engine world frame (metres), or [] when the bundle has none;
+        BundleInvalid when the file is not a list of finite (x, y, z)."""
         p = self.file("landmarks")
         if p is None:
             return []
-        data = json.loads(p.read_text())
-        return [tuple(float(v) for v in pt) for pt in data.get("landmarks_world", [])]
+        data = read_json(p)
+        pts = data.get("landmarks_world", []) if isinstance(data, dict) else None
+        try:
+            out = [(float(x), float(y), float(z)) for x, y, z in pts]
+        except (TypeError, ValueError) as exc:
+            raise BundleInvalid(f"{p.name} holds no list of (x, y, z) landmarks") from exc
+        if not all(math.isfinite(v) for pt in out for v in pt):
+            raise BundleInvalid(f"{p.name} holds landmarks that are not finite numbers")
+        return out
 
 
 def read_bundle(path: str | Path) -> Bundle:
@@ -92,25 +170,37 @@ def read_bundle(path: str | Path) -> Bundle:
     mpath = path / "manifest.json"
     if not mpath.is_file():
         raise BundleInvalid(f"{path} is not an avatar bundle (no manifest.json)")
-    try:
-        manifest = json.loads(mpath.read_text())
-    except (OSError, ValueError) as exc:
-        raise BundleInvalid(f"cannot read {mpath}: {exc}") from exc
-    return bundle_from_manifest(path, manifest)
+    bundle_path(path, "manifest.json", "manifest.json")  # not a link out of the folder
+    return bundle_from_manifest(path, read_json(mpath))
 
 
 def bundle_from_manifest(path: Path, manifest: dict) -> Bundle:
+    """Check what the importer reads -- format, version, the cameras, every file it may open -- up front, so an
+    import never fails half-way on a bad bundle: BundleInvalid with one line instead."""
+    if not isinstance(manifest, dict):
+        raise BundleInvalid(f"the manifest in {path} is not a JSON object")
     if manifest.get("format") != FORMAT:
-        raise BundleInvalid(f"{path} holds a manifest of format {manifest.get('format')!r}, not {FORMAT!r}")
-    if manifest.get("format_version") not in FORMAT_VERSIONS:
+        raise BundleInvalid(f"{path} holds a manifest of format {_short(manifest.get('format'))}, not {FORMAT!r}")
+    version = manifest.get("format_version")
+    if isinstance(version, bool) or version not in FORMAT_VERSIONS:
         raise BundleInvalid(
-            f"bundle format version {manifest.get('format_version')} is not supported by this add-on "
+            f"bundle format version {_short(version)} is not supported by this add-on "
             f"(it reads {', '.join(map(str, FORMAT_VERSIONS))}); update the add-on"
         )
     for key in ("camera", "files"):
-        if key not in manifest:
+        if not isinstance(manifest.get(key), dict):
             raise BundleInvalid(f"the manifest in {path} has no {key!r} section")
     bundle = Bundle(Path(path), manifest)
+    try:
+        bundle.photo_intrinsics, bundle.work_intrinsics, bundle.crop_box_px  # noqa: B018 - they must parse
+        c2w = bundle.cam2world
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BundleInvalid(f"the manifest in {path} has an unreadable camera section") from exc
+    if len(c2w) != 4 or any(len(row) != 4 for row in c2w) or not all(math.isfinite(v) for r in c2w for v in r):
+        raise BundleInvalid(f"the manifest in {path} has no 4x4 camera.cam2world")
+    for key in IMPORT_KEYS:
+        bundle.file(key)  # a malformed name or one leading out of the bundle is refused here, not mid-import
     if bundle.file("glb") is None and bundle.file("obj") is None:
         raise BundleInvalid(f"{path} has no head mesh (head.glb or head.obj)")
+    bundle.landmarks_world()
     return bundle

@@ -6,11 +6,12 @@ python scripts/contact_sheet.py BUNDLE [-o sheet.png]
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from engine.io.bundle import bundle_file, bundle_path, read_manifest
 
 
 def _tile(path: Path, size: int) -> np.ndarray:
@@ -27,15 +28,16 @@ def _tile(path: Path, size: int) -> np.ndarray:
 
 
 def contact_sheet(bundle: Path, size: int = 256) -> np.ndarray:
-    m = json.loads((bundle / "manifest.json").read_text())
-    f = m["files"]
-    first = [f["photo_crop"], f["input_render"]] + [v["file"] for v in m["views"].values()]
-    frames = m["turntable_frames"]
-    second = [frames[i * len(frames) // 6] for i in range(6)]
-    third = [f["depth_png"], f["normal"], f["alpha"], f["texture"]]
+    """Every image is read through engine.io.bundle's resolver: nothing outside the bundle is opened."""
+    m = read_manifest(bundle)
+    first = [bundle_file(bundle, m, k) for k in ("photo_crop", "input_render")]
+    first += [bundle_path(bundle, v.get("file"), f"views.{k}.file") for k, v in (m.get("views") or {}).items()]
+    frames = m.get("turntable_frames") or []
+    second = [bundle_path(bundle, frames[i * len(frames) // 6], "turntable_frames") for i in range(6)] if frames else []
+    third = [bundle_file(bundle, m, k) for k in ("depth_png", "normal", "alpha", "texture")]
     rows = []
-    for names in (first, second, third):
-        tiles = [_tile(bundle / n, size) for n in names]
+    for paths in (first, second, third):
+        tiles = [_tile(p, size) for p in paths]
         while len(tiles) < 6:
             tiles.append(np.full((size, size, 3), 255, np.uint8))
         rows.append(np.concatenate(tiles, 1))

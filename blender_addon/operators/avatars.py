@@ -45,9 +45,10 @@ def _cached_bundle(root: Path, avatar_id: str) -> Path | None:
     """A complete earlier download of ``avatar_id`` under ``root`` (downloads are atomic: manifest = complete)."""
     path = root / avatar_id
     try:
-        return path if json.loads((path / "manifest.json").read_text()).get("files") else None
-    except (OSError, ValueError):
+        manifest = json.loads((path / "manifest.json").read_text())
+    except (OSError, ValueError, RecursionError):
         return None
+    return path if isinstance(manifest, dict) and manifest.get("files") else None
 
 
 class LIKENESS_OT_import_avatar(bpy.types.Operator):

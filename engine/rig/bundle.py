@@ -6,7 +6,6 @@ mesh's 52 shape keys for the Blender add-on) and the morph targets inside ``head
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import BundleError
+from engine.io.bundle import bundle_file, bundle_label, read_landmarks_world
 from engine.rig.arkit import ARKIT_NAMES, to_dict
 from engine.rig.gltf import add_morph_targets
 from engine.rig.meshkeys import SHAPE_KEYS_FILE, ShapeKeys, mesh_shape_keys, write_shape_keys
@@ -60,24 +60,30 @@ def write_rig_files(folder: Path, rigged: RiggedMesh) -> dict:
     }
 
 
-def _landmarks(path: Path, manifest: dict) -> np.ndarray:
-    f = path / manifest.get("files", {}).get("landmarks", "landmarks.json")
-    if not f.is_file():
-        raise BundleError(f"{path} has no landmarks.json; the expression rig needs it", "rebuild the avatar")
-    return np.array(json.loads(f.read_text())["landmarks_world"], dtype=np.float64)
-
-
 def rig_for_avatar(avatar) -> FaceRig:
-    """The rig of a loaded avatar (``avatar.path``, ``avatar.manifest``), cached per bundle."""
+    """The rig of a loaded avatar (``avatar.path``, ``avatar.manifest``), cached per bundle. Its files --
+    ``files.landmarks`` (required) and ``files.expression`` (optional: a bundle built before the rig has none) --
+    are resolved inside the bundle by :func:`engine.io.bundle.bundle_file`; a bad one is a one-line BundleError."""
     path = Path(avatar.path)
-    expr = path / avatar.manifest.get("files", {}).get("expression", EXPRESSION_FILE)
-    lm_file = path / avatar.manifest.get("files", {}).get("landmarks", "landmarks.json")
-    key = (str(path.resolve()), _mtime(lm_file), _mtime(expr))
+    lm_file = bundle_file(path, avatar.manifest, "landmarks")
+    expr = bundle_file(path, avatar.manifest, "expression", required=False)
+    key = (str(path.resolve()), str(lm_file), _mtime(lm_file), str(expr), _mtime(expr))
     with _LOCK:
         if key in _RIGS:
             _RIGS.move_to_end(key)
             return _RIGS[key]
-    rig = build_rig(_landmarks(path, avatar.manifest), **read_expression(expr))
+    landmarks, expression = read_landmarks_world(path, avatar.manifest), read_expression(expr)
+    try:
+        with np.errstate(all="ignore"):
+            rig = build_rig(landmarks, **expression)
+        ok = all(np.isfinite(a).all() for a in (rig.neutral, rig.deltas, rig.hinge, rig.jaw_weight))
+    except (ValueError, IndexError, ArithmeticError, np.linalg.LinAlgError):
+        ok = False
+    if not ok:
+        raise BundleError(
+            f"{bundle_label(path)}: files.landmarks does not hold a face the expression rig can be built on",
+            "rebuild the avatar",
+        )
     with _LOCK:
         _RIGS[key] = rig
         while len(_RIGS) > _RIG_CACHE:
@@ -85,7 +91,9 @@ def rig_for_avatar(avatar) -> FaceRig:
     return rig
 
 
-def _mtime(p: Path) -> float:
+def _mtime(p: Path | None) -> float:
+    if p is None:
+        return 0.0
     try:
         return p.stat().st_mtime
     except OSError:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import BundleError
-from engine.io.bundle import read_json
+from engine.io.bundle import bundle_label, read_json, short
 from engine.rig import topology as T
 from engine.rig.arkit import ARKIT_NAMES, N_SHAPES, to_dict, to_vector
 from engine.rig.blendshapes import JAW_OPEN_DEG, Measures, author_shapes, jaw_transform, jaw_weights
@@ -133,19 +133,41 @@ def write_expression(path: Path, rig: FaceRig) -> None:
     Path(path).write_text(json.dumps(rig.to_json(), indent=2))
 
 
-def read_expression(path: Path) -> dict:
+def read_expression(path: Path | None) -> dict:
     """``build_rig`` keyword arguments from an ``expression.json`` (photo weights, how they were found, the
-    neutral proxy to start from); empty when the file is absent."""
-    path = Path(path)
-    if not path.is_file():
+    neutral proxy to start from); empty when there is none (``path`` None or absent). Anything else that is not a
+    well-formed expression file of a version this engine reads is a one-line BundleError."""
+    if path is None or not Path(path).is_file():
         return {}
+    path = Path(path)
+    name = f"{bundle_label(path.parent)}: {short(path.name, 40)}"
     data = read_json(path)
-    if data.get("format") != EXPRESSION_FORMAT:
-        raise BundleError(f"{path} is not a Likeness expression file")
+    if not isinstance(data, dict) or data.get("format") != EXPRESSION_FORMAT:
+        raise BundleError(f"{name} is not a Likeness expression file", "rebuild the avatar")
+    version = data.get("format_version", EXPRESSION_VERSION)
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= EXPRESSION_VERSION:
+        raise BundleError(
+            f"{name} is expression format version {short(version)}; this engine reads {EXPRESSION_VERSION}",
+            "rebuild the avatar",
+        )
+    weights = data.get("photo_weights")
+    if not isinstance(weights, dict) or not all(_is_weight(v) for k, v in weights.items() if k in ARKIT_NAMES):
+        raise BundleError(f"{name}: photo_weights must map ARKit names to weights 0..1", "rebuild the avatar")
     out = {
-        "photo_weights": {k: float(v) for k, v in data["photo_weights"].items() if k in ARKIT_NAMES},
+        "photo_weights": {k: float(v) for k, v in weights.items() if k in ARKIT_NAMES},
         "estimate": str(data.get("estimate", "user")),
     }
     if "neutral_proxy_world_m" in data:
-        out["neutral_hint"] = np.array(data["neutral_proxy_world_m"], dtype=np.float64)
+        try:
+            hint = np.asarray(data["neutral_proxy_world_m"], dtype=np.float64)
+        except (TypeError, ValueError, OverflowError):
+            hint = np.full(1, np.nan)
+        if not np.isfinite(hint).all():
+            raise BundleError(f"{name}: neutral_proxy_world_m is not finite numbers", "rebuild the avatar")
+        if hint.shape == (T.N_PROXY, 3):  # another layout (an older rig) is ignored, as build_rig would
+            out["neutral_hint"] = hint
     return out
+
+
+def _is_weight(v) -> bool:
+    return not isinstance(v, bool) and isinstance(v, int | float) and 0.0 <= v <= 1.0

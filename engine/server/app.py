@@ -13,13 +13,13 @@ from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine import __version__
-from engine.errors import LikenessError
+from engine.errors import BundleError, LikenessError
 from engine.server import API_VERSION
-from engine.server.errors import ApiError, from_domain, not_found
+from engine.server.errors import ApiError, from_domain, not_found, scrub
 from engine.server.jobs import (
     CANCELLED,
     FAILED,
@@ -82,6 +82,21 @@ UPLOAD_BODY = {
 }
 
 
+class SkippedAvatar(BaseModel):
+    """A folder in avatars/ that is not listed because its bundle cannot be used."""
+
+    id: str
+    code: str = Field(description="always bad_bundle")
+    message: str = Field(description="one line: what is wrong with it (paths scrubbed)")
+    hint: str = ""
+
+
+class AvatarListing(AvatarList):
+    """``avatars`` as before, plus the folders left out (an empty list when every bundle is fine)."""
+
+    skipped: list[SkippedAvatar] = Field(default_factory=list)
+
+
 def detect_devices() -> tuple[str, ...]:
     import torch
 
@@ -97,7 +112,7 @@ def needs_rerun(job: Job, ws: Workspace) -> bool:
     if job.state == SUCCEEDED:
         try:
             ws.manifest(job.avatar_id or job.id)
-        except NotFound:
+        except (NotFound, BundleError):
             return True
     return False
 
@@ -279,9 +294,16 @@ def create_app(settings: ServerSettings, ws: Workspace | None = None) -> FastAPI
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
-    @app.get("/v1/avatars", response_model=AvatarList, responses=ERRORS)
-    def list_avatars() -> AvatarList:
-        return AvatarList(avatars=[AvatarSummary(**ws.summary(i, m)) for i, m in ws.list_avatars()])
+    @app.get("/v1/avatars", response_model=AvatarListing, responses=ERRORS)
+    def list_avatars() -> AvatarListing:
+        """Every usable bundle; a folder whose bundle cannot be used is reported under ``skipped`` instead of
+        failing the listing."""
+        skipped: list = []
+        avatars = [AvatarSummary(**ws.summary(i, m)) for i, m in ws.list_avatars(skipped)]
+        bad = [
+            SkippedAvatar(id=i, code=exc.code, message=scrub(exc.message), hint=scrub(exc.hint)) for i, exc in skipped
+        ]
+        return AvatarListing(avatars=avatars, skipped=bad)
 
     @app.get("/v1/avatars/{avatar_id}", responses={200: {"description": "the bundle's manifest.json"}, **ERRORS})
     def get_avatar(avatar_id: str) -> dict:

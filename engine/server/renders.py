@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from engine.errors import InputError, LikenessError, OutOfMemory
+from engine.io.bundle import bundle_file
 from engine.server.errors import ApiError, from_domain, not_found, scrub
 from engine.server.schema import RenderRequest
 from engine.server.workspace import NotFound, Workspace
@@ -83,12 +84,21 @@ class Renderer:
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
+    def _bundle(self, avatar_id: str):
+        """The folder of a renderable bundle: NotFound when there is none; a one-line BundleError when its
+        manifest is unusable or its ``files.field`` does not resolve to a file inside it."""
+        bundle = self.ws.bundle_dir(avatar_id)
+        bundle_file(bundle, self.ws.manifest(avatar_id), "field")
+        return bundle
+
     def _avatar(self, avatar_id: str):
         from engine.avatar import load_avatar
 
-        self.ws.resolve_artifact(avatar_id, "field")  # the field file must resolve inside the bundle
-        bundle = self.ws.bundle_dir(avatar_id)
-        stamp = (bundle / "manifest.json").stat().st_mtime_ns
+        bundle = self._bundle(avatar_id)
+        try:
+            stamp = (bundle / "manifest.json").stat().st_mtime_ns
+        except OSError as exc:  # removed in between
+            raise NotFound(avatar_id) from exc
         with self.lock:
             hit = self.cache.get(avatar_id)
             if hit is not None and hit[0] == stamp:
@@ -132,9 +142,11 @@ class Renderer:
                 422, "render_too_large", f"{w}x{h} is more than {self.max_pixels} pixels", "render smaller tiles"
             )
         try:
-            self.ws.resolve_artifact(avatar_id, "field")
+            self._bundle(avatar_id)
         except NotFound as exc:
             raise not_found("avatar") from exc
+        except LikenessError as exc:
+            raise from_domain(exc) from exc
         if req.expression is not None:
             check_expression(req.expression)
         if self.pending >= self.max_pending:

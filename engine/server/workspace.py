@@ -1,11 +1,13 @@
 """The server's folder on disk: jobs.sqlite3, inputs/, avatars/<id>/ bundles, locks/.
 
 Clients name artifacts by avatar id + file key, never by path; :meth:`Workspace.resolve_artifact` is the one
-helper that turns those into a path (inside the bundle, after resolving symlinks) and every file route uses it.
+helper that turns those into a path (through engine.io.bundle.bundle_file: inside the bundle, after resolving
+symlinks) and every file route uses it.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -13,7 +15,9 @@ import tempfile
 from pathlib import Path
 
 from engine.errors import BundleError
-from engine.io.bundle import MANIFEST, read_manifest
+from engine.io.bundle import MANIFEST, bundle_file, bundle_path, read_manifest
+
+log = logging.getLogger("likeness.server")
 
 ID_RE = re.compile(r"^[0-9a-f]{32}$")
 KEY_RE = re.compile(r"^[A-Za-z0-9_+\-]{1,64}$")
@@ -34,6 +38,7 @@ class Workspace:
         for d in (self.root, self.inputs, self.avatars, self.locks):
             d.mkdir(parents=True, exist_ok=True)
         self.db_path = self.root / "jobs.sqlite3"
+        self._reported: set[str] = set()
 
     # -- inputs -----------------------------------------------------------------------------------------------
 
@@ -85,39 +90,37 @@ class Workspace:
         return real
 
     def manifest(self, avatar_id: str) -> dict:
-        try:
-            return read_manifest(self.bundle_dir(avatar_id))
-        except BundleError as exc:
-            raise NotFound(avatar_id) from exc
+        """The manifest of ``avatar_id``: NotFound when there is no bundle folder, BundleError (one line) when
+        there is one but its manifest cannot be used."""
+        return read_manifest(self.bundle_dir(avatar_id))
 
     def resolve_artifact(self, avatar_id: str, key: str) -> Path:
         """THE path helper: avatar id + file key -> a regular file inside that bundle, or NotFound.
 
-        Keys are the manifest's ``files`` keys plus ``turntable_frame_NNN``; the manifest's value is resolved
-        (symlinks included) and must stay inside the resolved bundle folder."""
+        Keys are the manifest's ``files`` keys plus ``turntable_frame_NNN``; the manifest's value is resolved by
+        :func:`engine.io.bundle.bundle_file` / :func:`~engine.io.bundle.bundle_path` (symlinks included, strictly
+        inside the resolved bundle folder), and any refusal of the file is NotFound, which deliberately says
+        nothing. A bundle whose manifest itself is unusable is a BundleError (``bad_bundle``)."""
         if not KEY_RE.match(key):
             raise NotFound(key)
         manifest = self.manifest(avatar_id)
         bundle = self.bundle_dir(avatar_id)
         m = FRAME_RE.match(key)
-        if m:
-            frames = manifest.get("turntable_frames") or []
-            i = int(m.group(1))
-            rel = frames[i] if i < len(frames) else None
-        else:
-            rel = (manifest.get("files") or {}).get(key)
-        if not isinstance(rel, str) or not rel or "\x00" in rel:
-            raise NotFound(key)
         try:
-            path = (bundle / rel).resolve(strict=True)
-        except (OSError, RuntimeError) as exc:
+            if m:
+                frames = manifest.get("turntable_frames")
+                i = int(m.group(1))
+                if not isinstance(frames, list) or i >= len(frames):
+                    raise NotFound(key)
+                return bundle_path(bundle, frames[i], f"turntable_frames[{i}]")
+            return bundle_file(bundle, manifest, key)
+        except BundleError as exc:
             raise NotFound(key) from exc
-        if not path.is_relative_to(bundle) or path == bundle or not path.is_file():
-            raise NotFound(key)
-        return path
 
-    def list_avatars(self) -> list[tuple[str, dict]]:
-        """(id, manifest) of every complete bundle, oldest first; staging folders and strays are skipped."""
+    def list_avatars(self, skipped: list | None = None) -> list[tuple[str, dict]]:
+        """(id, manifest) of every complete bundle, oldest first; staging folders and strays are skipped. A
+        folder with a manifest that cannot be used is left out too, appended to ``skipped`` as (id,
+        BundleError) and logged once, so one bad bundle never fails the listing."""
         out = []
         for entry in sorted(self.avatars.iterdir()):
             if not ID_RE.match(entry.name):
@@ -126,6 +129,12 @@ class Workspace:
                 out.append((entry.name, self.manifest(entry.name)))
             except NotFound:
                 continue
+            except BundleError as exc:
+                if skipped is not None:
+                    skipped.append((entry.name, exc))
+                if entry.name not in self._reported:
+                    self._reported.add(entry.name)
+                    log.warning("avatar %s is not listed: %s", entry.name, exc.one_line())
         out.sort(key=lambda im: str(im[1].get("created", "")))
         return out
 
@@ -133,9 +142,9 @@ class Workspace:
         """True when a finished bundle for this job already exists (a crash came after the swap)."""
         try:
             m = self.manifest(avatar_id)
-        except NotFound:
+        except (NotFound, BundleError):
             return False
-        return (m.get("input") or {}).get("sha256") == input_sha256 and m.get("settings") == settings
+        return _section(m, "input").get("sha256") == input_sha256 and m.get("settings") == settings
 
     def remove_staging(self, avatar_id: str) -> int:
         """Delete half-built leftovers of ``avatar_id`` (a build killed mid-way). Returns how many."""
@@ -155,13 +164,20 @@ class Workspace:
         return n
 
     def summary(self, avatar_id: str, manifest: dict) -> dict:
+        metrics = manifest.get("metrics")
         return {
             "id": avatar_id,
             "created": str(manifest.get("created", "")),
-            "input_name": str((manifest.get("input") or {}).get("name", "")),
-            "quality": str((manifest.get("settings") or {}).get("quality", "")),
-            "metrics": manifest.get("metrics") if isinstance(manifest.get("metrics"), dict) else {},
+            "input_name": str(_section(manifest, "input").get("name", "")),
+            "quality": str(_section(manifest, "settings").get("quality", "")),
+            "metrics": metrics if isinstance(metrics, dict) else {},
         }
+
+
+def _section(manifest: dict, name: str) -> dict:
+    """``manifest[name]`` when it is an object, else ``{}`` (a summary never fails on a strange manifest)."""
+    value = manifest.get(name)
+    return value if isinstance(value, dict) else {}
 
 
 class FileLock:
