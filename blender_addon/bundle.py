@@ -140,6 +140,12 @@ class Bundle:
     def quality(self) -> str:
         return str(self.manifest.get("settings", {}).get("quality", ""))
 
+    @property
+    def warnings(self) -> list[str]:
+        """What the build recorded for the user (manifest ``warnings``: e.g. several faces in the photo)."""
+        items = self.manifest.get("warnings")
+        return [str(w.get("message", "")) for w in items if isinstance(w, dict)] if isinstance(items, list) else []
+
     def file(self, key: str) -> Path | None:
         """Absolute path of the file the manifest lists under ``key`` (:func:`bundle_file`), or None when it is
         not listed or not there; BundleInvalid when the name is malformed or leads out of the bundle."""

@@ -365,3 +365,42 @@ def test_extension_zip_builds_and_validates(tmp_path):
                 data = data.replace(b'network = "', b'network_x = "')
             dst.writestr(n, data)
     assert any("network" in p for p in build_addon.check_zip(bad))
+
+
+def test_addon_knows_the_engines_bundle_files_and_enumerations():
+    """The add-on keeps bpy-free copies of a few engine facts; they must agree with the engine's one source."""
+    from blender_addon.bundle import FORMAT, FORMAT_VERSIONS, IMPORT_KEYS
+    from blender_addon.client.types import QUALITIES as ADDON_QUALITIES
+    from engine import BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION
+    from engine.config import QUALITIES
+    from engine.io.manifest import BUNDLE_FILES
+
+    assert set(IMPORT_KEYS) <= set(BUNDLE_FILES), set(IMPORT_KEYS) - set(BUNDLE_FILES)
+    assert ADDON_QUALITIES == QUALITIES
+    assert FORMAT == BUNDLE_FORMAT and BUNDLE_FORMAT_VERSION in FORMAT_VERSIONS
+
+
+def test_a_built_bundle_names_exactly_the_engines_files(bundle_dir):
+    """Every fixed file the manifest lists is named as engine.io.manifest.BUNDLE_FILES says."""
+    import json
+
+    from engine.io.manifest import BUNDLE_FILES
+
+    files = json.loads((bundle_dir / "manifest.json").read_text())["files"]
+    fixed = {k: v for k, v in files.items() if not k.startswith("view_")}
+    assert fixed == BUNDLE_FILES
+
+
+def test_addon_reads_the_builds_warnings(tmp_path, bundle_dir):
+    import json
+    import shutil
+
+    from blender_addon.bundle import read_bundle
+
+    copy = tmp_path / "b"
+    shutil.copytree(bundle_dir, copy)
+    assert read_bundle(copy).warnings == []
+    m = json.loads((copy / "manifest.json").read_text())
+    m["warnings"] = [{"code": "several_faces", "message": "the photo shows 2 faces; used face 0"}]
+    (copy / "manifest.json").write_text(json.dumps(m))
+    assert read_bundle(copy).warnings == ["the photo shows 2 faces; used face 0"]

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from ..bundle import BundleInvalid, bundle_path
 from . import swap
 from .errors import (
     Cancelled,
@@ -224,10 +225,11 @@ class EngineClient:
             for key in wanted:
                 if should_cancel and should_cancel():
                     raise Cancelled("the download was cancelled")
-                rel = Path(files[key])
-                if rel.is_absolute() or ".." in rel.parts:
-                    continue  # a manifest never names files outside the bundle; ignore one that tries
-                target = stage / rel
+                try:  # the add-on's one resolving rule (bundle.bundle_path): a name must stay inside the bundle
+                    bundle_path(stage, files[key], f"files.{key}", required=False)
+                except BundleInvalid as exc:
+                    raise EngineError(str(exc), "the engine sent a manifest naming files outside the bundle") from exc
+                target = stage / files[key]
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(self.file(avatar_id, key))
             (stage / "manifest.json").write_text(json.dumps(manifest, indent=1))

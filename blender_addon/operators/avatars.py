@@ -124,6 +124,8 @@ class LIKENESS_OT_import_avatar(bpy.types.Operator):
             avatar.head.select_set(True)
             context.view_layer.objects.active = avatar.head
         self.report({"INFO"}, f"Imported {avatar.name} from {bundle.path}")
+        for warning in bundle.warnings:
+            self.report({"WARNING"}, warning)
         return {"FINISHED"}
 
     def _download_then_import(self, context):

@@ -104,7 +104,12 @@ class LIKENESS_OT_build(bpy.types.Operator):
             path = client.download_bundle(
                 job.avatar_id, Path(dest_root) / job.avatar_id, IMPORT_KEYS, should_cancel=task.cancelled
             )
-            return {"avatar_id": job.avatar_id, "bundle_dir": str(path), "engine_url": client.base_url}
+            return {
+                "avatar_id": job.avatar_id,
+                "bundle_dir": str(path),
+                "engine_url": client.base_url,
+                "warnings": list(job.warnings),  # e.g. several faces in the photo: shown under the panel
+            }
 
         def done(task):
             r = task.result

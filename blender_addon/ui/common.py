@@ -12,7 +12,7 @@ def task_text(task: jobs.Task) -> str:
 
 
 def draw_task(layout, task: jobs.Task | None, cancel_kind: str) -> None:
-    """A running task as a progress bar + Cancel; a failed one as its error."""
+    """A running task as a progress bar + Cancel; a failed one as its error; a finished one's warnings."""
     if task is None:
         return
     if not task.finished:
@@ -25,6 +25,12 @@ def draw_task(layout, task: jobs.Task | None, cancel_kind: str) -> None:
         col.label(text=f"{task.label} {task.state}", icon="ERROR" if task.state == "failed" else "INFO")
         for line in _wrap(task.error, 48):
             col.label(text=line)
+    elif isinstance(task.result, dict) and task.result.get("warnings"):
+        col = layout.column(align=True)
+        col.label(text=f"{task.label}: note", icon="INFO")
+        for warning in task.result["warnings"]:
+            for line in _wrap(str(warning), 48):
+                col.label(text=line)
 
 
 def _wrap(text: str, width: int) -> list[str]:

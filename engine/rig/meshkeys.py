@@ -13,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.io.manifest import BUNDLE_FILES
 from engine.rig.arkit import ARKIT_NAMES, N_SHAPES
 from engine.rig.deform import OUTSIDE_FAR, WarpSpec, finder_for, warp_with_binding
 from engine.rig.rig import FaceRig
 
-SHAPE_KEYS_FILE = "shape_keys.npz"
+SHAPE_KEYS_FILE = BUNDLE_FILES["shape_keys"]
 SHAPE_KEYS_FORMAT = "likeness-shape-keys"
 MIN_DELTA_M = 1e-6
 """Deltas shorter than this (metres) are stored as zero (sparse morph targets)."""

@@ -12,12 +12,13 @@ import numpy as np
 
 from engine.errors import BundleError
 from engine.io.bundle import bundle_label, read_json, short
+from engine.io.manifest import BUNDLE_FILES
 from engine.rig import topology as T
 from engine.rig.arkit import ARKIT_NAMES, N_SHAPES, to_dict, to_vector
 from engine.rig.blendshapes import JAW_OPEN_DEG, Measures, author_shapes, jaw_transform, jaw_weights
 from engine.rig.neutral import estimate_photo_weights
 
-EXPRESSION_FILE = "expression.json"
+EXPRESSION_FILE = BUNDLE_FILES["expression"]
 EXPRESSION_FORMAT = "likeness-expression"
 EXPRESSION_VERSION = 1
 NEUTRAL_ITERATIONS = 3

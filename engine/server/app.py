@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine import __version__
@@ -34,7 +34,7 @@ from engine.server.jobs import (
 )
 from engine.server.renders import Renderer
 from engine.server.schema import (
-    AvatarList,
+    AvatarListing,
     AvatarSummary,
     BuildOptions,
     ErrorEnvelope,
@@ -42,6 +42,7 @@ from engine.server.schema import (
     JobEnvelope,
     JobOut,
     RenderRequest,
+    SkippedAvatar,
 )
 from engine.server.settings import ServerSettings
 from engine.server.supervisor import Supervisor
@@ -80,21 +81,6 @@ UPLOAD_BODY = {
         }
     },
 }
-
-
-class SkippedAvatar(BaseModel):
-    """A folder in avatars/ that is not listed because its bundle cannot be used."""
-
-    id: str
-    code: str = Field(description="always bad_bundle")
-    message: str = Field(description="one line: what is wrong with it (paths scrubbed)")
-    hint: str = ""
-
-
-class AvatarListing(AvatarList):
-    """``avatars`` as before, plus the folders left out (an empty list when every bundle is fine)."""
-
-    skipped: list[SkippedAvatar] = Field(default_factory=list)
 
 
 def detect_devices() -> tuple[str, ...]:

@@ -114,6 +114,21 @@ class AvatarList(BaseModel):
     avatars: list[AvatarSummary]
 
 
+class SkippedAvatar(BaseModel):
+    """A folder in avatars/ that is not listed because its bundle cannot be used."""
+
+    id: str
+    code: str = Field(description="always bad_bundle")
+    message: str = Field(description="one line: what is wrong with it (paths scrubbed)")
+    hint: str = ""
+
+
+class AvatarListing(AvatarList):
+    """``avatars`` as before, plus the folders left out (an empty list when every bundle is fine)."""
+
+    skipped: list[SkippedAvatar] = Field(default_factory=list)
+
+
 class IntrinsicsIn(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
