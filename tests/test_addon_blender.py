@@ -24,7 +24,7 @@ from PIL import Image  # noqa: E402
 
 from engine import conventions as ecv  # noqa: E402  (tests may use the engine to check the add-on)
 
-pytestmark = pytest.mark.blender
+pytestmark = [pytest.mark.blender, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[1]
 ADDON = "blender_addon"
 LOOK = Path(os.environ.get("LIKENESS_LOOK_DIR", "/tmp/likeness_addon_renders"))

@@ -23,6 +23,8 @@ from blender_addon.client import (
     Unauthorized,
 )
 
+pytestmark = pytest.mark.slow  # a real server process / build (make quick skips it)
+
 pytest.importorskip("engine.server", reason="the engine server (issue 3) is not in this checkout")
 pytest.importorskip("fastapi", reason="the engine server needs the [server] extra")
 

@@ -250,6 +250,7 @@ def finished(c, job_id):
     return j if j["state"] in ("succeeded", "failed", "cancelled") else None
 
 
+@pytest.mark.slow
 def test_server_refuses_every_bad_photo_and_option(server, photos, astronaut_png):
     def upload(data: bytes, name: str, options) -> object:
         form = {"options": options if isinstance(options, str) else json.dumps(options)}

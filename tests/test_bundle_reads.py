@@ -496,6 +496,7 @@ def _bad_bundle(r) -> dict:
     return err
 
 
+@pytest.mark.slow
 def test_server_lists_the_good_and_refuses_the_bad_cleanly(served, good):
     cam = _camera(_manifest(good), 16)
     with served.client(timeout=600.0) as c:

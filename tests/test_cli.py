@@ -7,7 +7,10 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
+
+pytestmark = pytest.mark.slow  # each case is a `likeness` process (make quick skips it)
 
 
 def run(*args, cwd=None):

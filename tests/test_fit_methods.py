@@ -92,6 +92,7 @@ def test_classify_translates_out_of_memory_and_bugs():
     assert classify(domain) is domain
 
 
+@pytest.mark.slow
 def test_cli_out_of_memory_is_one_line_and_exit_3(tmp_path, draft_bundle):
     """A real allocation failure: the render runs under an address-space limit it cannot fit in."""
     import resource

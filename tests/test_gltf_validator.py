@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # a real server process / build (make quick skips it)
+
 REPO = Path(__file__).resolve().parents[1]
 NODE_MODULES = REPO / ".venv" / "node" / "node_modules"
 

@@ -61,6 +61,7 @@ def test_alpha_target_is_the_matte_steepened_about_one_half():
     assert torch.allclose(t[3], torch.tensor(0.5 + 0.1 * steepen))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("steepen", [ProxyInitConfig().matte_steepen])
 def test_outline_sits_on_the_contour_of_a_soft_matte(steepen):
     contour = float(np.sqrt((_soft_matte() > 0.5).sum() / np.pi))

@@ -18,6 +18,8 @@ import pytest
 from PIL import Image
 from test_server_harness import ServerProcess, pid_alive, png_bytes, wait_for
 
+pytestmark = pytest.mark.slow  # a real server process / build (make quick skips it)
+
 BUILD_TIMEOUT = 1800.0  # a draft build is ~40 s on an idle 2-core CPU; far slower on a shared one
 DRAFT = {"quality": "draft"}
 

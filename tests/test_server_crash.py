@@ -16,6 +16,8 @@ import pytest
 from PIL import Image
 from test_server_harness import ServerProcess, wait_for
 
+pytestmark = pytest.mark.slow  # a real server process / build (make quick skips it)
+
 pytest.importorskip("fastapi", reason="the engine server needs the [server] extra")
 BUILD_TIMEOUT_S = 1200
 

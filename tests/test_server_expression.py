@@ -16,6 +16,8 @@ import pytest
 from PIL import Image
 from test_server_harness import ServerProcess
 
+pytestmark = pytest.mark.slow  # a real server process / build (make quick skips it)
+
 AVATAR_ID = "ab" * 16
 
 

@@ -23,6 +23,8 @@ import httpx
 import pytest
 from test_server_harness import REPO, ServerProcess, free_port
 
+pytestmark = pytest.mark.slow  # a real server process / build (make quick skips it)
+
 TOKEN = "flood-token-5be1c0d2"
 AVATAR_ID = "fd" * 16
 HEADER_TIMEOUT = 4.0

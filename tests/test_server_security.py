@@ -21,6 +21,8 @@ import numpy as np
 import pytest
 from test_server_harness import REPO, ServerProcess, free_port, png_bytes, wait_for
 
+pytestmark = pytest.mark.slow  # a real server process / build (make quick skips it)
+
 TOKEN = "test-token-9f2c1e7a55"
 SECRET = "TOP-SECRET-OUTSIDE-THE-WORKSPACE"
 FAKE_ID = "f" * 32

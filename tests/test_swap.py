@@ -112,6 +112,7 @@ def test_a_failed_write_keeps_the_old_bundle(tmp_path):
     assert complete_generation(dest) == 1 and siblings(dest) == []
 
 
+@pytest.mark.slow
 def test_cli_build_refuses_a_user_folder_before_any_compute(tmp_path, astronaut_png):
     docs = user_folder(tmp_path)
     photo = tmp_path / "a.png"
@@ -183,6 +184,7 @@ def start_writer(dest: Path, pause: float, mode: str) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow
 def test_kill_9_during_the_swap_always_leaves_one_complete_bundle(tmp_path):
     dest = tmp_path / "me"
     make_bundle(dest, 1)
@@ -212,6 +214,7 @@ def test_kill_9_during_the_swap_always_leaves_one_complete_bundle(tmp_path):
     assert len(set(seen)) > 3, "the writers did swap bundles in"
 
 
+@pytest.mark.slow
 def test_kill_9_between_the_fallbacks_two_renames_is_restored_by_the_next_run(tmp_path):
     dest = tmp_path / "me"
     make_bundle(dest, 1)
