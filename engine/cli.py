@@ -407,6 +407,10 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--allow-host", action="append", help="extra name accepted in the Host header (repeatable)")
     s.add_argument("--render-device", default="cpu", choices=["cpu", "cuda"], help="device of on-request renders")
     s.set_defaults(func=cmd_serve)
+
+    from engine.batch.cli import add_parser as add_batch  # likeness batch (docs/BATCH.md)
+
+    add_batch(sub)
     return p
 
 

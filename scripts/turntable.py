@@ -3,13 +3,20 @@
     blender -b --factory-startup -P scripts/turntable.py -- --bundle out/demo -o out/turntable
     python scripts/turntable.py --bundle out/demo -o out/turntable --renderer cycles     # the bpy module
     python scripts/turntable.py --photo me.jpg --engine-python .venv/bin/python -o out/me_tt --quality draft
+    python scripts/turntable.py --bundle out/demo -o out/demo_fbx --fbx out/demo_fbx/head.fbx --no-turntable
 
 Everything goes through the add-on's operators (``bpy.ops.likeness.*``), exactly as an artist's clicks would:
 a photo is built by the engine (``likeness.build``, a local engine started from ``--engine-python`` or a running
 one at ``--engine-url``), the bundle is imported (``likeness.import_avatar``), the turntable rig added
 (``likeness.turntable``) and rendered with Workbench or Cycles (CPU), or by the engine's radiance field
 (``--renderer neural``, ``likeness.neural_render``). Writes ``OUT/turntable.blend``, ``OUT/frames/*.png`` and
-``OUT/turntable.mp4`` (Blender's own FFmpeg). Exit code 0 on success, 1 with one line on stderr otherwise.
+``OUT/turntable.mp4`` (Blender's own FFmpeg); ``--fbx PATH`` also exports the head (mesh, shape keys, embedded
+texture) as FBX, and ``--no-turntable`` does only that. Exit code 0 on success, 1 with one line on stderr otherwise.
+
+Under Blender (4.2 through 5.0) the script's own arguments are those after ``--``
+(``sys.argv[sys.argv.index("--") + 1:]``); it needs nothing but Blender's Python and the add-on (installed, or the
+``blender_addon`` folder beside this script), never the engine's virtual environment. ``likeness batch --turntable
+blender`` runs this same script, as a subprocess, for every head (docs/BATCH.md).
 """
 
 from __future__ import annotations
@@ -44,6 +51,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--token", default="", help="bearer token of the engine at --engine-url")
     p.add_argument("--no-mp4", action="store_true", help="frames and .blend only")
     p.add_argument("--no-pack", action="store_true", help="reference the bundle's images instead of packing them")
+    p.add_argument("--fbx", help="also export the head (mesh, shape keys, embedded texture) to this .fbx file")
+    p.add_argument("--no-turntable", action="store_true", help="import (and --fbx) only: no rig, frames or .blend")
     return p.parse_args(argv)
 
 
@@ -152,25 +161,52 @@ def main(argv: list[str]) -> int:
     if (args.photo or args.renderer == "neural") and not (args.engine_python or args.engine_url):
         raise RuntimeError("--photo and --renderer neural need an engine: --engine-python PATH or --engine-url URL")
     out = Path(args.output).expanduser().absolute()
-    (out / "frames").mkdir(parents=True, exist_ok=True)
+    (out if args.no_turntable else out / "frames").mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     bpy.ops.wm.read_homefile(use_empty=True)  # keeps the preferences, so an installed extension stays enabled
     addon = enable_addon()
     configure_engine(addon, args, out)
     try:
-        frames, blend = make_turntable(args, addon, out)
+        if args.no_turntable:
+            if not args.fbx:
+                raise ValueError("--no-turntable leaves nothing to do without --fbx")
+            import_avatar(args, addon)
+            frames, blend = [], None
+        else:
+            frames, blend = make_turntable(args, addon, out)
+        fbx = export_fbx(addon, Path(args.fbx)) if args.fbx else None
     finally:
         import_module(f"{addon}.engine_link").stop_local_engine()
-    mp4 = None if args.no_mp4 else encode_mp4(frames, out / "turntable.mp4", args.fps, args.size)
+    mp4 = None if args.no_mp4 or not frames else encode_mp4(frames, out / "turntable.mp4", args.fps, args.size)
+    wrote = [str(p) for p in (blend, mp4, fbx) if p is not None]
     print(
-        f"turntable.py: {len(frames)} frames ({args.renderer}) in {time.monotonic() - t0:.1f} s -> {blend}"
-        + (f", {mp4}" if mp4 else "")
+        f"turntable.py: {len(frames)} frames ({args.renderer}) in {time.monotonic() - t0:.1f} s -> {', '.join(wrote)}"
     )
     return 0
 
 
-def make_turntable(args: argparse.Namespace, addon: str, out: Path) -> tuple[list[Path], Path]:
-    """Import (or build + import), rig, save the .blend and render the frames; returns (frames, .blend path)."""
+def export_fbx(addon: str, path: Path) -> Path:
+    """The imported avatar's head (mesh, shape keys, texture embedded) as an FBX file."""
+    import bpy
+
+    avatar = import_module(f"{addon}.scene_io").find_avatar(bpy.context)
+    if avatar is None or avatar.head is None:
+        raise RuntimeError("the import produced no head to export")
+    path = path.expanduser().absolute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for obj in bpy.context.view_layer.objects:
+        obj.select_set(obj == avatar.head)
+    bpy.context.view_layer.objects.active = avatar.head
+    result = bpy.ops.export_scene.fbx(
+        filepath=str(path), use_selection=True, object_types={"MESH"}, path_mode="COPY", embed_textures=True
+    )
+    if "FINISHED" not in result or not path.is_file():
+        raise RuntimeError(f"the FBX export did not finish: {result}")
+    return path
+
+
+def import_avatar(args: argparse.Namespace, addon: str):
+    """Build (``--photo``) or import (``--bundle``) the avatar; returns its scene_io.AvatarScene."""
     import bpy
 
     if args.photo:
@@ -183,12 +219,19 @@ def make_turntable(args: argparse.Namespace, addon: str, out: Path) -> tuple[lis
         )
     else:
         run_op(bpy.ops.likeness.import_avatar, directory=str(Path(args.bundle).absolute()))
-    scene_io = import_module(f"{addon}.scene_io")
-    scene = bpy.context.scene
-    avatar = scene_io.find_avatar(bpy.context)
+    avatar = import_module(f"{addon}.scene_io").find_avatar(bpy.context)
     if avatar is None:
         raise RuntimeError("the import produced no avatar")
+    return avatar
 
+
+def make_turntable(args: argparse.Namespace, addon: str, out: Path) -> tuple[list[Path], Path]:
+    """Import (or build + import), rig, save the .blend and render the frames; returns (frames, .blend path)."""
+    import bpy
+
+    avatar = import_avatar(args, addon)
+    scene_io = import_module(f"{addon}.scene_io")
+    scene = bpy.context.scene
     photo = avatar.camera
     lens = args.focal or (photo.data.lens if photo is not None else 50.0)
     radius = 0.5 * max(avatar.head.dimensions) if avatar.head is not None else 0.2

@@ -25,6 +25,7 @@ LAYERS = {
     "engine.avatar": 4,
     "engine.pipeline": 4,
     "engine.server": 5,
+    "engine.batch": 5,
     "engine.cli": 6,
     "engine.__main__": 6,
 }
