@@ -136,6 +136,7 @@ def main() -> int:
     from harness.sysinfo import stamp
 
     env = {**os.environ, "GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "3", "RAY_USAGE_STATS_ENABLED": "0"}
+    env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # a one-machine cluster on loopback only (docs/BATCH.md)
     env.pop("LIKENESS_BATCH_FAULT", None)
     common = ["--quality", args.quality, "--device", args.device]
     if args.tiny:

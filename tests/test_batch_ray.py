@@ -62,6 +62,9 @@ def cluster(tmp_path_factory):
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN": os.urandom(16).hex(),
         "RAY_USAGE_STATS_ENABLED": "0",
+        # Ray resolves 127.0.0.1 to the machine's interface address for its agents (resolve_ip_for_localhost);
+        # this keeps every component of the test cluster on loopback.
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
     }
     log = open(tmp_path_factory.mktemp("ray") / "ray_start.log", "w")
     cmd = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", f"--port={port}"]
