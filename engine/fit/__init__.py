@@ -9,6 +9,7 @@ from __future__ import annotations
 from engine.config import BuildConfig
 from engine.errors import InputError
 from engine.fit.base import FitMethod, FitReport, FitState, method_options
+from engine.fit.head_prior import HeadPriorFit
 from engine.fit.proxy_init import ProxyInitFit
 from engine.fit.random_init import RandomInitFit
 
@@ -47,5 +48,6 @@ def make_method(cfg: BuildConfig) -> FitMethod:
 
 register(ProxyInitFit)
 register(RandomInitFit)
+register(HeadPriorFit)
 
 __all__ = ["METHODS", "FitMethod", "FitReport", "FitState", "UnknownMethod", "make_method", "method_names", "register"]

@@ -40,6 +40,8 @@ class FitData:
     intr: Intrinsics
     cv_to_canon: np.ndarray
     extra: tuple[FitView, ...] = ()
+    landmarks_cv: np.ndarray | None = None
+    """The reference photo's 478 mediapipe landmarks (478, 3) in its cv camera, metres (what a prior is fitted to)."""
 
     def views(self) -> list[FitView]:
         """All views, the reference first."""

@@ -40,31 +40,49 @@ class ProxyInitConfig(PhotoFitConfig):
     """A view colours a point only when it sees its surface at least this head-on (cosine)."""
 
 
-def proxy_sdf_grid(
-    proxy: HeadProxy, field: RadianceField, canon_to_cv: np.ndarray, carve: tuple[FitView, ...] = ()
-) -> np.ndarray:
-    """Signed distance (canonical units) of the proxy on the field's grid, indexed [z, y, x]; with ``carve``
-    views, the proxy is cut to their mattes too (a visual hull: occupied only where every view's matte is)."""
+def grid_points(field: RadianceField) -> np.ndarray:
+    """Canonical coordinates (G^3, 3) of the field's grid points, in the grid's [z, y, x] order."""
     g = field.sdf.shape[-1]
     lin = np.linspace(-1.0, 1.0, g)
     zz, yy, xx = np.meshgrid(lin, lin, lin, indexing="ij")
-    pts = np.stack([xx, yy, zz], -1).reshape(-1, 3) * float(field.box_half) + field.box_center.cpu().numpy()
+    return np.stack([xx, yy, zz], -1).reshape(-1, 3) * float(field.box_half) + field.box_center.cpu().numpy()
+
+
+def proxy_occupancy(
+    proxy: HeadProxy, field: RadianceField, canon_to_cv: np.ndarray, carve: tuple[FitView, ...] = ()
+) -> np.ndarray:
+    """The proxy's occupancy (G, G, G) bool on the field's grid, indexed [z, y, x]; with ``carve`` views, cut to
+    their mattes too (a visual hull: occupied only where every view's matte is)."""
+    g = field.sdf.shape[-1]
+    pts = grid_points(field)
     pc = pts @ canon_to_cv[:3, :3].T + canon_to_cv[:3, 3]
     occ = proxy.occupancy_cv(pc)
     for view in carve:
         to_cv = np.linalg.inv(view.cv_to_canon)
         occ &= matte_covers_cv(pts @ to_cv[:3, :3].T + to_cv[:3, 3], view.matte, view.intr)
-    occ = occ.reshape(g, g, g)
+    return occ.reshape(g, g, g)
+
+
+def occupancy_sdf(occ: np.ndarray, voxel: float) -> np.ndarray:
+    """Signed distance (canonical units; negative inside) of an occupancy grid, opened once, its largest part
+    kept, lightly smoothed."""
     occ = ndi.binary_opening(occ, iterations=1)
     lab, n = ndi.label(occ)
     if n > 1:
         sizes = ndi.sum(occ, lab, range(1, n + 1))
         occ = lab == (1 + int(np.argmax(sizes)))
-    vox = field.voxel
     dist_out = ndi.distance_transform_edt(~occ)
     dist_in = ndi.distance_transform_edt(occ)
-    sdf = (dist_out - dist_in + np.where(occ, 0.5, -0.5)) * vox
+    sdf = (dist_out - dist_in + np.where(occ, 0.5, -0.5)) * voxel
     return ndi.gaussian_filter(sdf, 0.8).astype(np.float32)
+
+
+def proxy_sdf_grid(
+    proxy: HeadProxy, field: RadianceField, canon_to_cv: np.ndarray, carve: tuple[FitView, ...] = ()
+) -> np.ndarray:
+    """Signed distance (canonical units) of the proxy on the field's grid, indexed [z, y, x] (see
+    :func:`proxy_occupancy`)."""
+    return occupancy_sdf(proxy_occupancy(proxy, field, canon_to_cv, carve), field.voxel)
 
 
 def _silhouette_colour(photo: np.ndarray, matte: np.ndarray, centre_uv: np.ndarray, res: int = 128) -> np.ndarray:
@@ -122,11 +140,15 @@ class ProxyInitFit:
     def check(self, field: RadianceField, data: FitData) -> None:
         """Any analysed photo will do: the proxy always exists."""
 
+    def initial_sdf(self, field: RadianceField, data: FitData, canon_to_cv: np.ndarray) -> np.ndarray:
+        """The SDF grid the field starts from: the head proxy's."""
+        return proxy_sdf_grid(data.proxy, field, canon_to_cv, data.extra)
+
     def init(self, field: RadianceField, data: FitData, progress=None, cancel=None) -> FitState:
         o = self.options
         t0 = time.perf_counter()
         canon_to_cv = np.linalg.inv(data.cv_to_canon)
-        sdf = proxy_sdf_grid(data.proxy, field, canon_to_cv, data.extra)
+        sdf = self.initial_sdf(field, data, canon_to_cv)
         with torch.no_grad():
             field.sdf.copy_(torch.from_numpy(sdf)[None, None].to(field.sdf.device))
         field.refresh_normals()
@@ -175,7 +197,15 @@ class ProxyInitFit:
         mtarget, mseen = self._project_views(mirror, data, fronts, edge, field)
         use_mirror = ~seen & mseen
         target[use_mirror] = mtarget[use_mirror]
+        unseen = ~seen & ~mseen
+        if unseen.any():
+            target[unseen] = self.unseen_colour(pts[unseen], target[unseen], data, canon_to_cv)
         return pts, target.astype(np.float32)
+
+    def unseen_colour(self, pts: np.ndarray, edge_colour: np.ndarray, data: FitData, canon_to_cv) -> np.ndarray:
+        """The initial colour (N, 3) of canonical points (N, 3) neither the photo nor its mirror sees; here the
+        matte-edge colour found along the ray from the head's centre (``edge_colour``)."""
+        return edge_colour
 
     def _project_views(self, pts, data: FitData, fronts: list[np.ndarray], edge, field):
         """Colour (N, 3) and seen (N,) over all views: the seeing view with the largest cosine wins; points no

@@ -33,7 +33,7 @@ def prepare_fit(
     extra, views_info = prepare_views(an, extra_views, cfg) if extra_views else ((), None)
     field = make_field(an, cfg, extra_views=len(extra)).to(device)
     attach_views(field, extra)
-    data = FitData(an.crop_rgb, an.matte, proxy, an.work_intr, sim.matrix(), extra)
+    data = FitData(an.crop_rgb, an.matte, proxy, an.work_intr, sim.matrix(), extra, an.pose.landmarks_cv)
     return data, field, extra, views_info
 
 

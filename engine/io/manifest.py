@@ -24,6 +24,11 @@ BUNDLE_FILES: dict[str, str] = {
     "shape_keys": "shape_keys.npz",
 }
 """Every fixed file of a bundle (novel views and turntable frames are named by the functions below)."""
+OPTIONAL_FILES: dict[str, str] = {
+    "prior_obj": "prior_head.obj",
+}
+"""Files only some builds write: ``prior_obj`` is the head prior fitted to the photo (the head-prior method):
+the template's quads and UVs in the world frame, the base an artist mesh and rig build on."""
 TURNTABLE_DIR = "turntable"
 
 

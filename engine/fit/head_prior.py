@@ -1,0 +1,161 @@
+"""``head-prior``: the field starts from the full-head prior fitted to the photo (engine.prior), with what covers
+the skull in the photo as a layer over it, then the same colour initialisation and photo fit as proxy-init.
+
+The starting solid, on the field's grid (template frame: origin between the ears at eye height, +z the face):
+- the fitted template head (skull, ears, jaw, neck; closed at the neck cut),
+- the photo's head proxy in front of the ear plane (z >= 0): the face, hair, shoulders and clothing exactly as
+  the photo's silhouette and the landmark mesh have them,
+- a hair layer round the skull behind it: the template dilated by the hair's thickness measured where the photo
+  sees it (the proxy's reach beyond the template above the brows, front half), from the crown down to the nape.
+What the proxy put behind the ear plane (its mirrored back: an egg with clothes smeared up the neck) is not kept:
+the back of the head is the template's skull under that layer, the back of the shoulders is cut at the ear
+plane."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.ndimage as ndi
+
+from engine.errors import InputError
+from engine.field.model import RadianceField
+from engine.fit.data import FitData
+from engine.fit.proxy_init import ProxyInitConfig, ProxyInitFit, grid_points, occupancy_sdf, proxy_occupancy
+from engine.prior import load_prior
+from engine.prior.fit import closed_skin, fit_to_landmarks, occupancy_grid
+
+
+@dataclass(frozen=True)
+class HeadPriorConfig(ProxyInitConfig):
+    """proxy-init's numbers (inherited) and the prior's layering."""
+
+    hair_quantile: float = 0.8
+    """The hair layer's thickness: this quantile of the proxy's reach beyond the template above the brows."""
+    max_hair_m: float = 0.05
+    """Cap of the hair layer's thickness, template metres."""
+    nape_m: float = -0.06
+    """How far below eye height the hair layer reaches at the back, template metres."""
+    brow_m: float = 0.03
+    """Height above the eyes from which the proxy's reach beyond the template counts as hair, template metres."""
+
+
+class HeadPriorFit(ProxyInitFit):
+    """proxy-init with its starting solid from the fitted head prior (module docstring)."""
+
+    name = "head-prior"
+    Config = HeadPriorConfig
+
+    def __init__(self, cfg, options: HeadPriorConfig | None = None) -> None:
+        super().__init__(cfg, options or HeadPriorConfig())
+        self.prior = None
+        self.report: dict = {}
+
+    def check(self, field: RadianceField, data: FitData) -> None:
+        """The prior must be prepared (PriorMissing, exit 2, names the command) and the photo's landmarks known."""
+        self.prior = load_prior()
+        if data.landmarks_cv is None:
+            raise InputError("the head-prior method needs the photo's landmarks", "use proxy-init for this build")
+
+    def initial_sdf(self, field: RadianceField, data: FitData, canon_to_cv: np.ndarray) -> np.ndarray:
+        o, prior = self.options, self.prior or load_prior()
+        fitted = fit_to_landmarks(prior, data.landmarks_cv)
+        s, rot, t = fitted.similarity
+        cv_to_canon = np.asarray(data.cv_to_canon, np.float64)
+        g, vox = field.sdf.shape[-1], field.voxel
+        to_template_m = 1.0 / (s * _scale(cv_to_canon))  # canonical units -> template metres
+        verts_cv, tris = closed_skin(prior, fitted.vertices)
+        verts_canon = verts_cv @ cv_to_canon[:3, :3].T + cv_to_canon[:3, 3]
+        lo = field.box_center.cpu().numpy().astype(np.float64) - float(field.box_half) - 0.5 * vox
+        template = occupancy_grid(verts_canon, tris, lo, vox, (g, g, g))
+        proxy = proxy_occupancy(data.proxy, field, canon_to_cv, data.extra)
+        self._frame = (s, rot, t, canon_to_cv)
+        local = self._local(grid_points(field)).reshape(g, g, g, 3)
+        reach = ndi.distance_transform_edt(~template) * vox * to_template_m
+        layer = self._layer(local, reach, proxy & ~template, vox * to_template_m)
+        front = local[..., 2] >= 0.0
+        hair = ~front & (local[..., 1] >= o.nape_m) & (reach <= layer)
+        occ = template | (proxy & front) | hair
+        beyond = proxy & ~template & front & (local[..., 1] > o.brow_m)
+        self._colours = self._photo_colours(field, data, beyond, canon_to_cv)
+        self.report = {
+            "prior": {
+                "fit_rms_m": round(fitted.rms_m, 5),
+                "hair_layer_m": {"mean": round(float(layer[hair].mean()) if hair.any() else 0.0, 4)},
+                "coeffs": {prior.shape_names[i]: round(float(c), 3) for i, c in enumerate(fitted.coeffs) if c > 0.01},
+                "expression": {
+                    prior.arkit_names[i]: round(float(c), 3) for i, c in enumerate(fitted.expression) if c > 0.01
+                },
+            }
+        }
+        self.fitted = fitted
+        return occupancy_sdf(occ, vox)
+
+    def _local(self, pts_canon: np.ndarray) -> np.ndarray:
+        """Canonical points (N, 3) in the fitted template's own frame, template metres."""
+        s, rot, t, canon_to_cv = self._frame
+        pts_cv = pts_canon @ canon_to_cv[:3, :3].T + canon_to_cv[:3, 3]
+        return ((pts_cv - t) @ rot) / s
+
+    def _layer(self, local: np.ndarray, reach: np.ndarray, outside: np.ndarray, vox_m: float) -> np.ndarray:
+        """The hair layer's thickness (template metres) at every grid point: measured per 1 cm of height and
+        per side where the photo's outline is, on the ear plane (how far the proxy reaches beyond the template
+        there), and carried round behind the head, blending into the two sides' mean at the back's midline."""
+        o = self.options
+        y, x, z = local[..., 1], local[..., 0], local[..., 2]
+        bins = np.arange(o.nape_m, 0.25, 0.01)
+        plane = outside & (np.abs(z) < 1.5 * vox_m)
+        side = np.zeros((2, len(bins)))
+        for k, sign in enumerate((1.0, -1.0)):
+            sel = plane & (x * sign > 0)
+            idx = np.clip(np.digitize(y[sel], bins) - 1, 0, len(bins) - 1)
+            r = reach[sel]
+            for b in range(len(bins)):
+                rb = r[idx == b]
+                side[k, b] = np.quantile(rb, o.hair_quantile) if len(rb) >= 3 else 0.0
+        side = ndi.median_filter(np.clip(side, 0.0, o.max_hair_m), size=(1, 3), mode="nearest")
+        row = np.clip(np.digitize(y, bins) - 1, 0, len(bins) - 1)
+        d_side = np.where(x >= 0, side[0][row], side[1][row])
+        d_mid = side.mean(0)[row]
+        alpha = np.clip((np.pi - np.abs(np.arctan2(x, z))) / (np.pi / 2), 0.0, 1.0)
+        return alpha * d_side + (1.0 - alpha) * d_mid
+
+    def _photo_colours(self, field, data: FitData, beyond: np.ndarray, canon_to_cv) -> dict:
+        """The photo's hair colour (median where the proxy reaches beyond the template above the brows) and skin
+        colour (median at the face landmarks); hair falls back to skin for a bald head."""
+
+        def sample(pts_cv):
+            u = data.intr.fx * pts_cv[:, 0] / pts_cv[:, 2] + data.intr.cx
+            v = data.intr.fy * pts_cv[:, 1] / pts_cv[:, 2] + data.intr.cy
+            h, w = data.matte.shape
+            ok = (u >= 0) & (v >= 0) & (u < w) & (v < h)
+            iu, iv = u[ok].astype(int), v[ok].astype(int)
+            keep = data.matte[iv, iu] > 0.5
+            return data.photo[iv[keep], iu[keep]]
+
+        skin = np.median(sample(data.landmarks_cv[:468]), axis=0)
+        pts = grid_points(field)[beyond.reshape(-1)]
+        hair_px = sample(pts @ canon_to_cv[:3, :3].T + canon_to_cv[:3, 3]) if len(pts) else np.zeros((0, 3))
+        hair = np.median(hair_px, axis=0) if len(hair_px) >= 20 else skin
+        return {"skin": skin.astype(np.float32), "hair": hair.astype(np.float32)}
+
+    def unseen_colour(self, pts: np.ndarray, edge_colour: np.ndarray, data: FitData, canon_to_cv) -> np.ndarray:
+        """Behind the ear plane the photo sees nothing: the hair layer takes the photo's hair colour, the back of
+        the neck its skin colour (no fans of edge colour, no clothing smeared up the neck). In front, proxy-init's
+        edge colour."""
+        local = self._local(np.asarray(pts, np.float64))
+        behind = local[:, 2] < 0.0
+        out = np.array(edge_colour, np.float32, copy=True)
+        high = local[:, 1] >= self.options.nape_m
+        out[behind & high] = self._colours["hair"]
+        out[behind & ~high] = self._colours["skin"]
+        return out
+
+    def init(self, field, data, progress=None, cancel=None):
+        state = super().init(field, data, progress, cancel)
+        state.info.update(self.report)
+        return state
+
+
+def _scale(m: np.ndarray) -> float:
+    return float(np.cbrt(abs(np.linalg.det(m[:3, :3]))))
