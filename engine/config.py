@@ -182,6 +182,23 @@ _PRESETS = {
 }
 
 
+TINY_OVERRIDES: dict = {
+    "iterations": 10,
+    "init_steps": 5,
+    "grid_res": 48,
+    "plane_res": 32,
+    "mc_res": 64,
+    "texture_size": 256,
+    "turntable_frames": 8,
+    "turntable_size": 64,
+    "work_res": 128,
+    "max_faces": 2000,
+    "rays_per_step": 512,
+}
+"""Overrides of the draft preset that run every stage in seconds on two CPU cores: for tests, smoke runs and
+benchmarks of everything around a build (the numbers a tiny build scores mean nothing)."""
+
+
 def preset(quality: Quality = "standard", **overrides) -> BuildConfig:
     """The config of a named preset with ``overrides`` applied."""
     if quality not in _PRESETS:

@@ -27,19 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO))
 
-TINY = {
-    "iterations": 10,
-    "init_steps": 5,
-    "grid_res": 48,
-    "plane_res": 32,
-    "mc_res": 64,
-    "texture_size": 256,
-    "turntable_frames": 8,
-    "turntable_size": 64,
-    "work_res": 128,
-    "max_faces": 2000,
-    "rays_per_step": 512,
-}
+from engine.config import TINY_OVERRIDES as TINY  # noqa: E402
 
 
 def photos(folder: Path, n: int) -> None:

@@ -15,19 +15,8 @@ from PIL import Image
 from engine.io.swap import LEFTOVER_RE
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = {
-    "iterations": 10,
-    "init_steps": 5,
-    "grid_res": 48,
-    "plane_res": 32,
-    "mc_res": 64,
-    "texture_size": 256,
-    "turntable_frames": 8,
-    "turntable_size": 64,
-    "work_res": 128,
-    "max_faces": 2000,
-    "rays_per_step": 512,
-}
+from engine.config import TINY_OVERRIDES as TINY  # noqa: E402  (one tiny config for every test)
+
 """BuildConfig overrides that make one item a few seconds on two CPU cores."""
 TINY_ARGS = ["--quality", "draft", "--device", "cpu"] + [a for k, v in TINY.items() for a in ("--set", f"{k}={v}")]
 

@@ -41,20 +41,13 @@ def astronaut_png(astronaut_rgb) -> bytes:
     return buf.getvalue()
 
 
-TINY = dict(
-    quality="draft", device="cpu", work_res=128, grid_res=48, plane_res=32, init_steps=10, iterations=20,
-    rays_per_step=512, n_coarse=24, n_fine=8, mc_res=64, max_faces=2000, texture_size=256, turntable_frames=2,
-    turntable_size=64,
-)  # fmt: skip
-"""A whole build in seconds: every stage runs, on tiny grids and few steps (numbers mean nothing)."""
-
-
 @pytest.fixture
 def tiny_config():
-    """A BuildConfig that runs every stage in seconds (``TINY``); pass overrides as keyword arguments."""
-    from engine.config import BuildConfig
+    """A BuildConfig that runs every stage in seconds (the draft preset with engine.config.TINY_OVERRIDES);
+    pass overrides as keyword arguments."""
+    from engine.config import TINY_OVERRIDES, preset
 
-    return lambda **kw: BuildConfig(**{**TINY, **kw})
+    return lambda **kw: preset("draft", **{"device": "cpu", **TINY_OVERRIDES, **kw})
 
 
 @pytest.fixture(scope="session")

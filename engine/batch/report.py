@@ -9,14 +9,13 @@ from __future__ import annotations
 import html
 import json
 import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
 from engine import BUNDLE_FORMAT_VERSION, __version__
 from engine.batch.plan import EXTRAS_DONE, Outputs, Planned, bundle_dir, extras_dir, manifest_sha256, work_dir
-from engine.io.bundle import MANIFEST
+from engine.io.bundle import MANIFEST, write_text_atomic
 from engine.io.manifest import view_key
 
 REPORT_FORMAT = "likeness-batch-report"
@@ -124,21 +123,6 @@ def exit_code(c: dict) -> int:
     if c["failed"] == 0:
         return 0
     return 3 if c["failed"] == c["total"] else 1
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)  # a report is for anyone who may read the folder (mkstemp makes it 0600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def write_report(out: Path, header: dict, rows: list[dict], finished: bool) -> dict:
