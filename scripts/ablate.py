@@ -30,6 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness import scoring as sc  # noqa: E402
 
+from engine.config import QUALITIES  # noqa: E402
+
 VARIANTS = {
     "frame": [("canonical (ours)", {"frame": "canonical"}), ("world", {"frame": "world"})],
     "init": [("proxy init (ours)", {"init": "proxy"}), ("random init", {"init": "random"})],
@@ -77,7 +79,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--gt", required=True)
     p.add_argument("-o", "--out", required=True)
-    p.add_argument("--preset", default="draft", choices=("draft", "standard", "high"))
+    p.add_argument("--preset", default="draft", choices=QUALITIES)
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     p.add_argument("--only", default="frame,init", help="comma list of frame, init, views")
     p.add_argument("--set", nargs="*", default=[], help="config overrides name=value")

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from engine.avatar import load_avatar, load_landmarks_world  # noqa: E402
-from engine.config import preset  # noqa: E402
+from engine.config import QUALITIES, preset  # noqa: E402
 from engine.conventions import project_points  # noqa: E402
 from engine.errors import LikenessError  # noqa: E402
 from engine.extract.export import to_u8  # noqa: E402
@@ -90,7 +90,7 @@ def evaluate(name: str, photo, quality: str, out_dir: Path) -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quality", default="standard", choices=["draft", "standard", "high"])
+    p.add_argument("--quality", default="standard", choices=QUALITIES)
     p.add_argument("--portraits", default=str(REPO.parent / "shared" / "portraits"))
     p.add_argument("--only", nargs="*", help="photo names to run ('demo' for the astronaut)")
     p.add_argument("--out", default="out/quality")
