@@ -12,6 +12,7 @@ import torch
 from engine.conventions import Intrinsics, orbit_camera_gl
 from engine.errors import BundleError
 from engine.field.model import RadianceField
+from engine.field.store import FIELD_FORMAT, FIELD_VERSION
 from engine.io.bundle import bundle_file, bundle_label, read_landmarks_world, read_manifest, short
 from engine.render.renderer import RenderOptions, render_image
 
@@ -73,8 +74,6 @@ class Avatar:
         return orbit_camera_gl(yaw_deg, pitch_deg, d), intr
 
 
-FIELD_FORMAT = "likeness-field"
-FIELD_VERSION = "1"
 MAX_PHOTO_SIDE = 1 << 16
 MAX_EXTRA_VIEWS = 64
 

@@ -39,6 +39,7 @@ from engine.extract.uv import spherical_unwrap
 from engine.face.analysis import FaceAnalysis, analyse, analysis_warnings
 from engine.face.mesh import N_MESH
 from engine.face.symmetry import complete_unseen
+from engine.field.store import save_field
 from engine.fit import FitMethod, make_method
 from engine.fit.data import view_cam2world_gl
 from engine.fit.setup import enable_photo_term, prepare_fit
@@ -222,10 +223,7 @@ def _write(ctx: BuildContext) -> None:
     write_obj(d / f["obj"], mesh_verts, ctx.faces, ctx.uv, normals, f["texture"])
     rig_info = write_rig_files(d, rigged)
     prior_files = _write_prior(ctx)
-    from safetensors.torch import save_file
-
-    state = {k: v.detach().cpu().contiguous() for k, v in field_.state_dict().items()}
-    save_file(state, str(d / f["field"]), metadata={"format": "likeness-field", "version": "1"})
+    save_field(field_, d / f["field"])
     (d / f["landmarks"]).write_text(
         json.dumps(
             {

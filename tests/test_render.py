@@ -95,3 +95,10 @@ def test_fast_path_gradient_matches_dense_twin():
     assert cos > 0.9 and 0.7 < ratio < 1.6, ("sdf 48+16", cos, ratio)
     cos_finer, ratio_finer = agreement(finer[0], dense[0])
     assert cos_finer > 0.98 and 0.8 < ratio_finer < 1.2 and cos_finer > cos, ("sdf 48+64", cos_finer, ratio_finer)
+
+
+def test_the_radiance_field_is_a_field():
+    """engine.field.base.Field is what the renderer and extraction rely on; the engine's field provides it."""
+    from engine.field.base import Field
+
+    assert isinstance(sphere_field(), Field)
