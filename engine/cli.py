@@ -209,6 +209,7 @@ def cmd_serve(args) -> int:
             token=args.token or os.environ.get("LIKENESS_TOKEN") or None,
             extra_hosts=tuple(args.allow_host or ()),
             render_device=args.render_device,
+            ray=args.ray,
         )
     except ValueError as exc:
         print(f"likeness: error: {exc}", file=sys.stderr)
@@ -417,6 +418,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--allow-host", action="append", help="extra name accepted in the Host header (repeatable)")
     s.add_argument("--render-device", default="cpu", choices=["cpu", "cuda"], help="device of on-request renders")
+    s.add_argument("--ray", metavar="ADDRESS", help="run the build jobs on this Ray cluster (HOST:PORT or auto)")
     s.set_defaults(func=cmd_serve)
 
     from engine.batch.cli import add_parser as add_batch  # likeness batch (docs/BATCH.md)

@@ -1,15 +1,20 @@
 """Helpers of the batch tests: a tiny build config (one item builds in a few seconds), demo photos, the CLI as a real
-process, and the checks every batch test makes on an output folder."""
+process, the checks every batch test makes on an output folder, and the ``cluster`` fixture (a real local Ray
+head on loopback; import it into the test module that uses it)."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from engine.io.swap import LEFTOVER_RE
@@ -124,3 +129,67 @@ def half_written(out: Path) -> list[str]:
         names = [v for v in m["files"].values() if isinstance(v, str)] + list(m.get("turntable_frames") or ())
         bad += [f"{p.name}/{n} missing" for n in names if not (p / n).is_file()]
     return bad
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _session_members(sid: int) -> list[int]:
+    """Processes of session ``sid`` (the cluster's: ``ray start`` leads it, its workers have their own groups)."""
+    pids = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == sid and fields[0] != "Z":
+                pids.append(int(name))
+    return pids
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A Ray head on 127.0.0.1 with 2 CPUs and token authentication; yields (address, env)."""
+    port, client_port = _free_port(), _free_port()
+    env = {
+        **batch_env(),
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": os.urandom(16).hex(),
+        "RAY_USAGE_STATS_ENABLED": "0",
+        # Ray resolves 127.0.0.1 to the machine's interface address for its agents (resolve_ip_for_localhost);
+        # this keeps every component of the test cluster on loopback.
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    }
+    log = open(tmp_path_factory.mktemp("ray") / "ray_start.log", "w")
+    cmd = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", f"--port={port}"]
+    cmd += ["--node-ip-address=127.0.0.1", "--num-cpus=2", "--num-gpus=0", "--include-dashboard=false"]
+    cmd += ["--disable-usage-stats", f"--ray-client-server-port={client_port}"]
+    head = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), 1).close()
+                break
+            except OSError:
+                assert head.poll() is None and time.monotonic() < deadline, "ray start --head did not come up"
+                time.sleep(0.3)
+        yield f"127.0.0.1:{port}", env
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        for pid in _session_members(head.pid):  # the cluster's processes, by the session we started
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        head.wait(15)
+        log.close()

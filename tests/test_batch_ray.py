@@ -7,93 +7,28 @@ from __future__ import annotations
 import os
 import queue
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("ray", reason="needs the ray extra (pip install -e '.[ray]')")
 pytestmark = pytest.mark.slow
 
+import batch_support  # noqa: E402
 from batch_support import (  # noqa: E402
     REPO,
     TINY_ARGS,
     astronaut_variants,
     batch_cmd,
-    batch_env,
     events,
     half_written,
     leftovers,
     report,
 )
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _session_members(sid: int) -> list[int]:
-    """Processes of session ``sid`` (the cluster's: ``ray start`` leads it, its workers have their own groups)."""
-    pids = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat") as fh:
-                    fields = fh.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[3]) == sid and fields[0] != "Z":
-                pids.append(int(name))
-    return pids
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """A Ray head on 127.0.0.1 with 2 CPUs and token authentication; yields (address, env)."""
-    port, client_port = _free_port(), _free_port()
-    env = {
-        **batch_env(),
-        "RAY_AUTH_MODE": "token",
-        "RAY_AUTH_TOKEN": os.urandom(16).hex(),
-        "RAY_USAGE_STATS_ENABLED": "0",
-        # Ray resolves 127.0.0.1 to the machine's interface address for its agents (resolve_ip_for_localhost);
-        # this keeps every component of the test cluster on loopback.
-        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-    }
-    log = open(tmp_path_factory.mktemp("ray") / "ray_start.log", "w")
-    cmd = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", f"--port={port}"]
-    cmd += ["--node-ip-address=127.0.0.1", "--num-cpus=2", "--num-gpus=0", "--include-dashboard=false"]
-    cmd += ["--disable-usage-stats", f"--ray-client-server-port={client_port}"]
-    head = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), 1).close()
-                break
-            except OSError:
-                assert head.poll() is None and time.monotonic() < deadline, "ray start --head did not come up"
-                time.sleep(0.3)
-        yield f"127.0.0.1:{port}", env
-    finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
-        for pid in _session_members(head.pid):  # the cluster's processes, by the session we started
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        head.wait(15)
-        log.close()
+cluster = batch_support.cluster  # the fixture: a Ray head on 127.0.0.1, started and stopped by this module
 
 
 def test_batch_on_ray_survives_a_lost_worker(cluster, tmp_path, astronaut_rgb):

@@ -111,10 +111,11 @@ def build(spec: dict, progress: StageProgress) -> dict:
     from engine.io.images import load_photo
 
     cfg = BuildConfig.from_dict(spec["settings"])
-    photo = load_photo(spec["photo"])  # a bad photo fails before torch and mediapipe are even imported
+    name = spec.get("name") or os.path.basename(spec["photo"])  # the server's jobs: the uploaded file's name
+    photo = load_photo(spec["photo"], name)  # a bad photo fails before torch and mediapipe are even imported
     from engine.pipeline import build_avatar
 
-    manifest = build_avatar(photo, cfg, spec["bundle"], progress, source_name=os.path.basename(spec["photo"]))
+    manifest = build_avatar(photo, cfg, spec["bundle"], progress, source_name=name)
     return manifest
 
 

@@ -133,6 +133,13 @@ class RayPool:
     def busy(self) -> bool:
         return bool(self.refs)
 
+    def cancel(self, item_id: str) -> None:
+        """Stop the item's task (its Ray worker is killed; the item's process dies with it). Its result still
+        arrives through :meth:`poll`, as a failure."""
+        for ref, i in list(self.refs.items()):
+            if i == item_id:
+                self.ray.cancel(ref, force=True)
+
     def close(self) -> None:
         for ref in list(self.refs):
             try:

@@ -144,10 +144,11 @@ def load_photo_bytes(data: bytes, name: str = "photo") -> Photo:
     return Photo(rgb=rgb, format=fmt, sha256=hashlib.sha256(data).hexdigest(), n_bytes=len(data), focal_35mm=focal)
 
 
-def load_photo(path: str | os.PathLike) -> Photo:
-    """Read and decode the photo at ``path`` (see :func:`load_photo_bytes`)."""
+def load_photo(path: str | os.PathLike, name: str | None = None) -> Photo:
+    """Read and decode the photo at ``path`` (see :func:`load_photo_bytes`); errors call it ``name`` (default: the
+    file's name)."""
     path = os.fspath(path)
-    name = os.path.basename(path)
+    name = name or os.path.basename(path)
     try:
         size = os.path.getsize(path)
         if size > MAX_FILE_BYTES:

@@ -124,7 +124,8 @@ def queue_build(store: JobStore, ws: Workspace, key: str, options: str, name: st
 def create_app(settings: ServerSettings, ws: Workspace | None = None) -> FastAPI:
     ws = ws or Workspace(settings.workspace)
     store = JobStore(ws.db_path)
-    devices = settings.devices or detect_devices()
+    ray_slots = tuple(f"ray:{i}" for i in range(settings.ray_jobs)) if settings.ray else ()
+    devices = settings.devices or ray_slots or detect_devices()
     renderer = Renderer(ws, settings.render_device, settings.max_pending_renders, settings.max_render_pixels)
     supervisors = [Supervisor(settings, ws, store, d) for d in devices]
     streams = {"open": 0}

@@ -18,8 +18,27 @@ from pathlib import Path
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
 TERMINAL = (SUCCEEDED, FAILED, CANCELLED)
-RETRYABLE_CODES = ("internal", "out_of_memory", "worker_crashed", "no_gpu")
+RETRYABLE_CODES = ("internal", "out_of_memory", "worker_crashed", "no_gpu", "verify_failed")
 """Failure codes a resubmission of the same input re-queues (bad input fails the same way again)."""
+
+
+def native_crash_error(reason: str) -> tuple[str, str, str]:
+    """(code, message, hint) of a build process ended by a crash in native code (locally or on Ray)."""
+    return (
+        "native_crash",
+        f"the build process crashed in native code on this photo ({reason})",
+        "the same photo crashes again: crop it around the face or re-save it as an ordinary JPEG, then submit that",
+    )
+
+
+def worker_crashed_error(attempts: int, reason: str) -> tuple[str, str, str]:
+    """(code, message, hint) of a build process that kept stopping without a result (locally or on Ray)."""
+    return (
+        "worker_crashed",
+        f"the build process stopped unexpectedly {attempts} time{'' if attempts == 1 else 's'} ({reason})",
+        "the machine may be short of memory; try quality draft or a smaller photo",
+    )
+
 
 SCHEMA_VERSION = 2
 """2: ``warnings`` (JSON list of the build's warnings, e.g. several faces in the photo)."""
@@ -219,30 +238,15 @@ class JobStore:
                     )
                 elif native_crash:
                     con.execute(
-                        "UPDATE jobs SET state = ?, claim = NULL, eta_s = NULL, error_code = 'native_crash',"
+                        "UPDATE jobs SET state = ?, claim = NULL, eta_s = NULL, error_code = ?,"
                         " error_message = ?, error_hint = ?, finished = ?, updated = ? WHERE id = ?",
-                        (
-                            FAILED,
-                            f"the build process crashed in native code on this photo ({reason})",
-                            "the same photo crashes again: crop it around the face or re-save it as an ordinary "
-                            "JPEG, then submit that",
-                            now,
-                            now,
-                            r["id"],
-                        ),
+                        (FAILED, *native_crash_error(reason), now, now, r["id"]),
                     )
                 elif r["attempts"] >= max_attempts and not refund:
                     con.execute(
-                        "UPDATE jobs SET state = ?, claim = NULL, eta_s = NULL, error_code = 'worker_crashed',"
+                        "UPDATE jobs SET state = ?, claim = NULL, eta_s = NULL, error_code = ?,"
                         " error_message = ?, error_hint = ?, finished = ?, updated = ? WHERE id = ?",
-                        (
-                            FAILED,
-                            f"the build process stopped unexpectedly {r['attempts']} times ({reason})",
-                            "the machine may be short of memory; try quality draft or a smaller photo",
-                            now,
-                            now,
-                            r["id"],
-                        ),
+                        (FAILED, *worker_crashed_error(r["attempts"], reason), now, now, r["id"]),
                     )
                 else:
                     con.execute(

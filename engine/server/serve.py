@@ -9,7 +9,7 @@ import socket
 import sys
 
 from engine.errors import LikenessError
-from engine.server.settings import ServerSettings, check_bind
+from engine.server.settings import ServerSettings, build_overrides, check_bind
 from engine.server.workspace import FileLock, Workspace
 
 log = logging.getLogger("likeness.server")
@@ -81,9 +81,15 @@ def bind_sockets(host: str, port: int) -> list[socket.socket]:
 
 
 def serve(settings: ServerSettings) -> int:
-    """Run the server until interrupted; raises UnsafeBind / WorkspaceBusy / PortBusy / BindFailed before printing
-    anything or starting a worker."""
+    """Run the server until interrupted; raises UnsafeBind / WorkspaceBusy / PortBusy / BindFailed (and, with
+    ``--ray``, BackendUnavailable: no ray package, or no cluster at the address) before printing anything or
+    starting a worker."""
     check_bind(settings)
+    build_overrides()  # a malformed $LIKENESS_BUILD_OVERRIDES is one line now, not a failed job later
+    if settings.ray:
+        from engine.server.ray_jobs import check_ray
+
+        check_ray(settings.ray)
     ws = Workspace(settings.workspace)
     lock = FileLock(ws.locks / "server.lock")
     if not lock.acquire(blocking=False):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,7 +68,15 @@ class ServerSettings:
     progress_interval_s: float = 0.5
     """Least time between two progress writes of one job."""
     devices: tuple[str, ...] = field(default=())
-    """Build devices, one worker each (``cpu``, ``cuda:0``...); empty = detect."""
+    """Build devices, one worker each (``cpu``, ``cuda:0``...); empty = detect (with ``ray``: ``ray:0`` ...
+    ``ray:N-1``, N = ``ray_jobs``)."""
+    ray: str | None = None
+    """Address of a Ray cluster (``HOST:PORT``, or ``auto``: the one ``ray start`` runs here, or $RAY_ADDRESS):
+    each build job runs there as a Ray task (one GPU per build where the nodes have one), while the local workers
+    keep claiming jobs and writing their state to SQLite. The workspace must be on a path every node sees
+    (docs/BATCH.md, "likeness serve --ray"). None: builds run in the local workers. Needs the ``ray`` extra."""
+    ray_jobs: int = _env("LIKENESS_RAY_JOBS", 1, int)
+    """With ``ray``: how many jobs are on the cluster at once (one local worker each). LIKENESS_RAY_JOBS."""
 
     # Connection and request limits (docs/API.md, "Limits and timeouts"). Each default can be changed with the
     # environment variable named in its docstring; a value given here wins over the variable.
@@ -109,7 +118,15 @@ class ServerSettings:
         for name in ("header_timeout_s", "keep_alive_timeout_s", "body_timeout_s", "body_deadline_s"):
             if not 0 < getattr(self, name) <= 86400:
                 raise ValueError(f"{name} must be between 0 and 86400 seconds")
-        for name in ("max_connections", "max_connections_per_peer", "max_requests_in_flight", "max_uploads_in_flight"):
+        if self.ray is not None and not self.ray.strip():
+            raise ValueError("--ray needs an address (HOST:PORT or auto)")
+        for name in (
+            "max_connections",
+            "max_connections_per_peer",
+            "max_requests_in_flight",
+            "max_uploads_in_flight",
+            "ray_jobs",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
 
@@ -136,3 +153,39 @@ def check_bind(settings: ServerSettings) -> None:
             f"refusing to listen on {settings.host} without a token: anyone on that network could use the engine",
             "set LIKENESS_TOKEN (or --token) to a long random secret, or bind 127.0.0.1",
         )
+
+
+OVERRIDES_ENV = "LIKENESS_BUILD_OVERRIDES"
+
+
+class BadSetting(LikenessError):
+    """A server setting taken from the environment that cannot be used."""
+
+    code = "bad_setting"
+    exit_code = 2
+
+
+def build_overrides() -> dict:
+    """``$LIKENESS_BUILD_OVERRIDES``: a JSON object of ``engine.config.BuildConfig`` settings applied on top of
+    every job's preset, e.g. ``{"iterations": 10, "grid_res": 48}`` (what ``likeness batch --set`` does). A knob
+    for tests and ablations only: the server's build options stay quality / face_index / focal_35mm / method, and
+    the job key does not include these (use a fresh workspace when they change). Unset or empty: ``{}``.
+    Raises :class:`BadSetting` for anything that is not such an object (``likeness serve`` checks it at start)."""
+    raw = os.environ.get(OVERRIDES_ENV, "").strip()
+    if not raw:
+        return {}
+    from engine.config import BuildConfig
+
+    try:
+        value = json.loads(raw)
+        if not isinstance(value, dict):
+            raise ValueError("not a JSON object")
+        if "quality" in value:
+            raise ValueError("quality is a build option, not an override")
+        BuildConfig.from_dict(value)
+    except (ValueError, TypeError) as exc:
+        raise BadSetting(
+            f"{OVERRIDES_ENV} is not usable: {exc}",
+            'set it to a JSON object of build settings, e.g. {"iterations": 10}',
+        ) from None
+    return value

@@ -45,6 +45,7 @@ class Supervisor:
         self.proc = self.ctx.Process(
             target=worker_main,
             args=(str(self.ws.root), self.device, self.claim, child_conn, self.settings.progress_interval_s),
+            kwargs={"ray_address": self.settings.ray, "max_attempts": self.settings.max_attempts},
             name=f"likeness-worker-{self.device}",
         )
         self.proc.start()

@@ -1,6 +1,8 @@
 """The build worker: a process started with the *spawn* method (never forked, so never after CUDA init), one per
 device. It claims queued jobs from SQLite, runs ``build_avatar`` into avatars/<id> (staged and swapped in
-atomically by the engine), writes throttled progress, honours cancels, and exits as soon as its server dies.
+atomically by the engine), writes throttled progress, honours cancels, and exits as soon as its server dies. With
+``likeness serve --ray`` it sends each build to the Ray cluster instead (engine/server/ray_jobs.py) and does the rest
+as before.
 
 Torch is imported only inside :func:`worker_main`, after the device is pinned.
 """
@@ -20,6 +22,7 @@ from engine.pipeline import STAGES
 from engine.server.errors import hint_for, scrub
 from engine.server.jobs import CANCELLED, FAILED, SUCCEEDED, Job, JobStore
 from engine.server.schema import BuildOptions
+from engine.server.settings import build_overrides
 from engine.server.workspace import FileLock, Workspace
 
 log = logging.getLogger("likeness.worker")
@@ -75,14 +78,15 @@ def lighter(cfg):
     return replace(cfg, rays_per_step=cfg.rays_per_step // 2)
 
 
-def run_job(store: JobStore, ws: Workspace, job: Job, claim: str, device: str, interval_s: float) -> str:
-    """Build one claimed job to its terminal state; returns that state (or 'lost' if the claim was taken)."""
+def run_job(store: JobStore, ws: Workspace, job: Job, claim: str, device: str, interval_s: float, ray=None) -> str:
+    """Build one claimed job to its terminal state; returns that state (or 'lost' if the claim was taken).
+    ``ray``: an engine.server.ray_jobs.RayBuilds, which builds it on the cluster instead of in this process."""
     from engine.io.images import load_photo_bytes
     from engine.pipeline import build_avatar
 
     ws.remove_staging(job.id)
-    kind = "cuda" if device.startswith("cuda") else "cpu"
-    cfg = BuildOptions(**job.options_dict()).build_config(kind)
+    kind = "auto" if ray is not None else "cuda" if device.startswith("cuda") else "cpu"  # Ray: the node decides
+    cfg = replace(BuildOptions(**job.options_dict()).build_config(kind), **build_overrides())
     try:
         data = ws.read_input(job.input_file)
     except OSError:
@@ -93,6 +97,9 @@ def run_job(store: JobStore, ws: Workspace, job: Job, claim: str, device: str, i
         return SUCCEEDED if store.finish(job.id, claim, SUCCEEDED, avatar_id=job.id) else "lost"
 
     progress = ProgressWriter(store, job.id, claim, interval_s)
+    if ray is not None:
+        state, kw = ray.run(job, cfg, hashlib.sha256(data).hexdigest(), progress)
+        return state if store.finish(job.id, claim, state, **kw) else "lost"
     try:
         photo = load_photo_bytes(data, job.input_name)
         while True:
@@ -141,8 +148,18 @@ def _exit_with_parent(conn) -> None:
     os._exit(0)
 
 
-def worker_main(workspace: str, device: str, claim: str, conn, interval_s: float, poll_s: float = 0.25) -> None:
-    """Entry point of the spawned worker process for ``device`` ('cpu' or 'cuda:N')."""
+def worker_main(
+    workspace: str,
+    device: str,
+    claim: str,
+    conn,
+    interval_s: float,
+    poll_s: float = 0.25,
+    ray_address: str | None = None,
+    max_attempts: int = 3,
+) -> None:
+    """Entry point of the spawned worker process for ``device`` ('cpu', 'cuda:N', or 'ray:N' with
+    ``ray_address``: the cluster its builds run on, joined before the first claim)."""
     if device.startswith("cuda:"):
         os.environ["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]
     os.environ.setdefault("GLOG_minloglevel", "2")
@@ -156,6 +173,11 @@ def worker_main(workspace: str, device: str, claim: str, conn, interval_s: float
         time.sleep(0.2)
     import engine.pipeline  # noqa: F401 - pay the import (torch, mediapipe) before the first claim
 
+    ray = None
+    if ray_address:
+        from engine.server.ray_jobs import RayBuilds
+
+        ray = RayBuilds(ray_address, ws, max_attempts)
     store = JobStore(ws.db_path)
     while True:
         job = store.claim_next(claim)
@@ -164,5 +186,5 @@ def worker_main(workspace: str, device: str, claim: str, conn, interval_s: float
             continue
         log.info("job %s: started (attempt %d)", job.id, job.attempts)
         t0 = time.monotonic()
-        state = run_job(store, ws, job, claim, device, interval_s)
+        state = run_job(store, ws, job, claim, device, interval_s, ray)
         log.info("job %s: %s after %.1f s", job.id, state, time.monotonic() - t0)
