@@ -2,11 +2,12 @@
 the skull in the photo as a layer over it, then the same colour initialisation and photo fit as proxy-init.
 
 The starting solid, on the field's grid (template frame: origin between the ears at eye height, +z the face):
-- the fitted template head (skull, ears, jaw, neck; closed at the neck cut),
-- the photo's head proxy in front of the ear plane (z >= 0): the face, hair, shoulders and clothing exactly as
-  the photo's silhouette and the landmark mesh have them,
-- a hair layer round the skull behind it: the template dilated by the hair's thickness measured where the photo
-  sees it (the proxy's reach beyond the template above the brows, front half), from the crown down to the nape.
+- in front of the ear plane (z >= 0) the photo's head proxy as proxy-init has it: the face, hair, shoulders and
+  clothing exactly as the photo's silhouette and the landmark mesh have them;
+- behind it the fitted template head (skull, ears, neck; closed at the neck cut) under a hair layer: the template
+  dilated by the hair's thickness measured on the ear plane, where the photo's outline is, from the crown down to
+  the nape; both carved by the photo's matte (the visual hull); below the nape the proxy's mirrored back (the
+  shoulders and clothing, nearly symmetric front to back).
 What the proxy put behind the ear plane (its mirrored back: an egg with clothes smeared up the neck) is not kept:
 the back of the head is the template's skull under that layer, the back of the shoulders is cut at the ear
 plane."""
@@ -24,6 +25,7 @@ from engine.fit.data import FitData
 from engine.fit.proxy_init import ProxyInitConfig, ProxyInitFit, grid_points, occupancy_sdf, proxy_occupancy
 from engine.prior import load_prior
 from engine.prior.fit import closed_skin, fit_to_landmarks, occupancy_grid
+from engine.proxy.head import matte_covers_cv
 
 
 @dataclass(frozen=True)
@@ -70,12 +72,21 @@ class HeadPriorFit(ProxyInitFit):
         template = occupancy_grid(verts_canon, tris, lo, vox, (g, g, g))
         proxy = proxy_occupancy(data.proxy, field, canon_to_cv, data.extra)
         self._frame = (s, rot, t, canon_to_cv)
+        pts_cv = grid_points(field) @ canon_to_cv[:3, :3].T + canon_to_cv[:3, 3]
         local = self._local(grid_points(field)).reshape(g, g, g, 3)
         reach = ndi.distance_transform_edt(~template) * vox * to_template_m
         layer = self._layer(local, reach, proxy & ~template, vox * to_template_m)
         front = local[..., 2] >= 0.0
         hair = ~front & (local[..., 1] >= o.nape_m) & (reach <= layer)
-        occ = template | (proxy & front) | hair
+        # The photo sees background where the template or the layer stick out of the person's outline (a
+        # narrower head, a turned one): carve both by the photo's matte, as the visual hull allows.
+        # In front of the ear plane the photo's proxy is kept as it is (the input view and everything near it
+        # stay what proxy-init makes).
+        covered = matte_covers_cv(pts_cv, data.matte, data.intr, margin_px=0).reshape(g, g, g)
+        # Below the nape the proxy's mirrored back stays too: a torso is close to symmetric front to back, and
+        # cutting the shoulders there thins the outline the photo sees at grazing rays.
+        below_nape = local[..., 1] < o.nape_m
+        occ = ((template | hair) & covered & ~front) | (proxy & (front | below_nape))
         beyond = proxy & ~template & front & (local[..., 1] > o.brow_m)
         self._colours = self._photo_colours(field, data, beyond, canon_to_cv)
         self.report = {
@@ -140,15 +151,12 @@ class HeadPriorFit(ProxyInitFit):
         return {"skin": skin.astype(np.float32), "hair": hair.astype(np.float32)}
 
     def unseen_colour(self, pts: np.ndarray, edge_colour: np.ndarray, data: FitData, canon_to_cv) -> np.ndarray:
-        """Behind the ear plane the photo sees nothing: the hair layer takes the photo's hair colour, the back of
-        the neck its skin colour (no fans of edge colour, no clothing smeared up the neck). In front, proxy-init's
-        edge colour."""
+        """Behind the ear plane and above the nape the photo sees nothing of the head but its hair: the photo's
+        hair colour there (no fans of edge colour, no clothing smeared up the back of the head). Below the nape
+        and in front, proxy-init's edge colour (long hair, the collar, the clothing at the sides)."""
         local = self._local(np.asarray(pts, np.float64))
-        behind = local[:, 2] < 0.0
         out = np.array(edge_colour, np.float32, copy=True)
-        high = local[:, 1] >= self.options.nape_m
-        out[behind & high] = self._colours["hair"]
-        out[behind & ~high] = self._colours["skin"]
+        out[(local[:, 2] < 0.0) & (local[:, 1] >= self.options.nape_m)] = self._colours["hair"]
         return out
 
     def init(self, field, data, progress=None, cancel=None):
