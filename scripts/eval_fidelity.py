@@ -3,7 +3,10 @@
     python scripts/eval_fidelity.py --gt out/gt/lps --preset standard -o out/eval/lps_standard
     python scripts/eval_fidelity.py --gt out/gt/synthetic --bundle out/some_bundle -o out/eval/x   # no build
 
-Writes ``report.json``, ``report.md`` (per view, per yaw bucket, input-view depth) and ``contact_sheet.png``
+On a full-circle set (``make_groundtruth.py --grid full``) the buckets run |yaw| 0, 30, ... 180 and the mean is
+over all 360 degrees. Writes ``report.json``, ``report.md`` (per view, per yaw bucket, input-view depth over the
+whole overlap, the head and the face; identity distances for |yaw| <= 60 when the dev extra is installed) and
+``contact_sheet.png``
 (ground truth beside ours) into the output folder, and the bundle into ``<out>/bundle`` unless ``--bundle`` is
 given. The build is told the GT camera's true focal length (a calibrated evaluation). Frame alignment and the
 scored regions are described in docs/FIDELITY.md and in :mod:`harness.align` / :mod:`harness.evaluate`.
@@ -97,7 +100,8 @@ def markdown(r: dict) -> str:
         f"{b.get('mesh_matte_iou', '-')}.  ",
         f"Ground truth: `{r['dataset']['root']}` ({_render_desc(r['dataset']['render'])}), "
         f"{r['dataset']['views']} views.  ",
-        f"LPIPS: {r['lpips']}.",
+        f"LPIPS: {r['lpips']}.  ",
+        f"Identity: {r.get('identity', '-')}.",
         "",
         f"Alignment (primary: {al['primary']}): camera protocol scale {al['camera']['scale']:.4f}; "
         + (
@@ -120,6 +124,8 @@ def markdown(r: dict) -> str:
                 ("iou", "IoU", 4),
                 ("d_l1", "depth L1", 4),
                 ("d_rmse", "depth RMSE", 4),
+                ("d_head_l1", "head depth L1", 4),
+                ("d_head_rmse", "head depth RMSE", 4),
                 ("d_face_l1", "face depth L1", 4),
                 ("d_face_rmse", "face depth RMSE", 4),
                 ("lmk_err_pct", "lmk err %", 2),
@@ -129,10 +135,11 @@ def markdown(r: dict) -> str:
         "",
         "## Novel views by |yaw|",
         "",
-        sc.markdown_table(r["yaw_buckets"], BUCKET_COLS),
+        sc.markdown_table(r["yaw_buckets"] + [{**r["novel_mean"], "bucket": "all novel views"}], BUCKET_COLS),
         "",
         f"Mean over {r['novel_mean']['views']} novel views: PSNR {sc.fmt(r['novel_mean']['psnr_db'])} dB, "
-        f"SSIM {sc.fmt(r['novel_mean']['ssim'], 4)}, IoU {sc.fmt(r['novel_mean']['iou'], 4)}, landmark error "
+        f"SSIM {sc.fmt(r['novel_mean']['ssim'], 4)}, IoU {sc.fmt(r['novel_mean']['iou'], 4)}, depth "
+        f"{sc.fmt(r['novel_mean']['depth_mm'], 1)} mm, landmark error "
         f"{sc.fmt(r['novel_mean']['lmk_err_pct'])} %, reprojection {sc.fmt(r['novel_mean']['lmk_reproj_pct'])} %; "
         f"mediapipe finds exactly one face in {r['novel_mean']['views_with_one_face']} of them.",
         "",
@@ -143,7 +150,10 @@ def markdown(r: dict) -> str:
         "Columns: PSNR/SSIM over the union of the GT silhouette inside the reconstruction volume and ours, both over "
         "the background colour; IoU of those silhouettes; lmk err = mediapipe on ours vs mediapipe on the GT, lmk "
         "reproj = the bundle's 3D landmarks projected vs mediapipe on the GT, both in % of the GT face width; "
-        "depth = scale-and-shift invariant on [0, 1]-normalised z-depth (input view only).",
+        "depth L1 = scale-and-shift invariant on [0, 1]-normalised z-depth (input view: whole overlap, the "
+        "in-volume head, the face; novel views: in-volume overlap), depth mm = mean |ours / scale - GT| there; "
+        "id = dlib face-descriptor distance, ours vs the GT render of the same camera, and the GT view vs the GT "
+        "input view (the real head's own distance; same person < 0.6); faces = mediapipe's count on ours.",
         "",
         PAPER_CONTEXT,
         "",
@@ -163,8 +173,12 @@ BUCKET_COLS = [
     ("ssim", "SSIM", 4),
     ("lpips", "LPIPS", 3),
     ("iou", "IoU", 4),
+    ("depth_l1", "depth L1", 4),
+    ("depth_mm", "depth mm", 1),
     ("lmk_err_pct", "lmk err %", 2),
     ("lmk_reproj_pct", "lmk reproj %", 2),
+    ("id_ours_gt", "id ours-GT", 3),
+    ("id_gt_input", "id GT-input", 3),
 ]
 VIEW_COLS = [
     ("view", "view", 0),
@@ -174,8 +188,13 @@ VIEW_COLS = [
     ("ssim", "SSIM", 4),
     ("lpips", "LPIPS", 3),
     ("iou", "IoU", 4),
+    ("depth_l1", "depth L1", 4),
+    ("depth_mm", "depth mm", 1),
     ("lmk_err_pct", "lmk err %", 2),
     ("lmk_reproj_pct", "lmk reproj %", 2),
+    ("id_ours_gt", "id ours-GT", 3),
+    ("id_gt_input", "id GT-input", 3),
+    ("id_detector", "id det. ours/GT", 0),
     ("faces_detected", "faces", 0),
 ]
 

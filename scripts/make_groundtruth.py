@@ -2,13 +2,18 @@
 
     python scripts/make_groundtruth.py --head synthetic -o out/gt/synthetic
     python scripts/make_groundtruth.py --head LeePerrySmith -o out/gt/lps --size 512 --samples 64
+    python scripts/make_groundtruth.py --head LeePerrySmith --grid full -o out/gt/lps_full
+    python scripts/make_groundtruth.py --head synthetic --grid turntable --frames 36 --size 384 -o out/gt/syn_tt
 
-Views: the input view (``--input-yaw/--input-pitch``, default frontal) plus a grid over yaw +-``--yaw-max`` and
-pitch +-``--pitch-max``, all orbiting the head centre at ``--distance`` metres with one camera (``--fov`` vertical
-degrees, or ``--focal-35mm``). Writes RGB PNGs over ``--background``, silhouettes (Blender's alpha > 0.5),
-z-depth EXRs (metres) of the same mesh rasterised exactly from the same cameras, and ``cameras.json`` in the
-engine's conventions (gl cam2world 4x4 in the GT frame, intrinsics fx, fy, cx, cy, width, height). The GT frame
-and where each depth and mask came from are written into ``cameras.json``.
+Views: the input view (``--input-yaw/--input-pitch``, default frontal) plus a grid: ``--grid default`` covers yaw
++-``--yaw-max`` and pitch +-``--pitch-max``; ``--grid full`` goes all the way round (yaw 0, +-30, +-60, +-90,
++-120, +-150, 180 at pitch 0, plus pitch +-20 at yaw 0); ``--grid turntable`` renders ``--frames`` views
+360/frames apart at ``--turntable-pitch`` (as the engine's turntable, for scripts/turntable_defects.py). All orbit
+the head centre at ``--distance`` metres with one camera (``--fov`` vertical degrees, or ``--focal-35mm``). Writes
+RGB PNGs over ``--background``, silhouettes (Blender's alpha > 0.5), z-depth EXRs (metres) of the same mesh
+rasterised exactly from the same cameras, and ``cameras.json`` in the engine's conventions (gl cam2world 4x4 in
+the GT frame, intrinsics fx, fy, cx, cy, width, height). The GT frame and where each depth and mask came from are
+written into ``cameras.json``.
 
 LeePerrySmith is read from ../shared/eval/heads (never copied); when it is absent the script says so and exits 0.
 """
@@ -51,6 +56,15 @@ def parse_args(argv=None):
     p.add_argument("--yaw-step", type=float, default=15.0)
     p.add_argument("--pitch-max", type=float, default=20.0)
     p.add_argument("--pitch-step", type=float, default=20.0)
+    p.add_argument(
+        "--grid",
+        default="default",
+        choices=("default", "full", "turntable"),
+        help="default: yaw +-yaw-max x pitch +-pitch-max; full: all the way round (yaw 0, +-30 ... +-150, 180 at "
+        "pitch 0, pitch +-20 at yaw 0); turntable: --frames yaws at --turntable-pitch",
+    )
+    p.add_argument("--frames", type=int, default=36, help="--grid turntable: number of frames")
+    p.add_argument("--turntable-pitch", type=float, default=5.0, help="--grid turntable: camera pitch, degrees")
     p.add_argument("--views", default="", help="explicit 'yaw:pitch,yaw:pitch' list instead of the grid")
     p.add_argument("--engine", default="cycles", choices=("cycles", "workbench"))
     p.add_argument("--samples", type=int, default=64, help="Cycles samples per pixel")
@@ -64,6 +78,13 @@ def parse_args(argv=None):
 def _views(a) -> list[tuple[str, float, float]]:
     if a.views:
         pairs = [tuple(float(x) for x in s.split(":")) for s in a.views.split(",") if s]
+    elif a.grid == "full":
+        pairs = gt.full_grid()
+    elif a.grid == "turntable":
+        # Every frame is a view (frame 0 included, even where it repeats the input camera).
+        return [("input", a.input_yaw, a.input_pitch)] + [
+            (f"frame_{i:03d}", y, p) for i, (y, p) in enumerate(gt.turntable_grid(a.frames, a.turntable_pitch))
+        ]
     else:
         pairs = gt.grid(a.yaw_max, a.yaw_step, a.pitch_max, a.pitch_step)
     out = [("input", a.input_yaw, a.input_pitch)]
@@ -131,6 +152,7 @@ def make_groundtruth(a) -> dict | None:
         "frame": GT_FRAME,
         "conventions": CONVENTIONS_DOC,
         "input_view": "input",
+        "grid": "explicit" if a.views else a.grid,
         "focal_35mm": gt.focal_35mm_of(intr),
         "background_rgb": bg.tolist(),
         "render": {

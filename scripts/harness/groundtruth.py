@@ -40,6 +40,34 @@ def grid(yaw_max: float, yaw_step: float, pitch_max: float, pitch_step: float) -
     return [(y, p) for p in axis(pitch_max, pitch_step) for y in axis(yaw_max, yaw_step)]
 
 
+FULL_YAWS = (0.0, 30.0, -30.0, 60.0, -60.0, 90.0, -90.0, 120.0, -120.0, 150.0, -150.0, 180.0)
+"""Yaws of the full-circle grid at pitch 0 (180 once: +180 and -180 are the same camera)."""
+FULL_PITCHES = (20.0, -20.0)
+"""Pitches of the full-circle grid, at yaw 0."""
+
+
+def full_grid() -> list[tuple[float, float]]:
+    """(yaw, pitch) pairs all the way round the head (issue 13): yaw 0, +-30, +-60, +-90, +-120, +-150 and 180
+    at pitch 0, plus pitch +-20 at yaw 0."""
+    return [(y, 0.0) for y in FULL_YAWS] + [(0.0, p) for p in FULL_PITCHES]
+
+
+def turntable_grid(frames: int, pitch_deg: float = 0.0) -> list[tuple[float, float]]:
+    """(yaw, pitch) of an engine-style turntable: ``frames`` yaws 360/frames apart starting at the face
+    (engine.pipeline.render_turntable), yaws written in (-180, 180]."""
+    out = []
+    for i in range(frames):
+        y = 360.0 * i / frames
+        out.append((y - 360.0 if y > 180.0 else y, float(pitch_deg)))
+    return out
+
+
+def yaw_bucket(yaw_deg: float) -> float:
+    """|yaw| folded into [0, 180] (so -150 and 210 both land in the 150 bucket)."""
+    y = abs(((float(yaw_deg) + 180.0) % 360.0) - 180.0)
+    return 180.0 if abs(y - 180.0) < 1e-9 else y
+
+
 def focal_35mm_of(intr: Intrinsics) -> float:
     """35 mm-equivalent focal length (on the diagonal) of a camera: what the engine must be told."""
     return float(intr.fx * np.hypot(36.0, 24.0) / np.hypot(intr.width, intr.height))

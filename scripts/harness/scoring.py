@@ -48,6 +48,13 @@ def depth_ssi(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> dict:
     return {"l1": float(np.abs(r).mean()), "rmse": float(np.sqrt((r**2).mean())), "pixels": int(valid.sum())}
 
 
+def depth_metric_mm(pred_m: np.ndarray, gt_m: np.ndarray, valid: np.ndarray) -> float:
+    """Mean |pred - gt| in millimetres over ``valid`` (both already in the same metric frame)."""
+    if valid.sum() < 10:
+        return float("nan")
+    return float(np.abs(pred_m[valid] - gt_m[valid]).mean() * 1e3)
+
+
 def polygon_mask(points_xy: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Filled convex hull of pixel points (N, 2)."""
     import cv2
@@ -105,20 +112,40 @@ def lpips_score(model, pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -
 
 
 # ------------------------------------------------------------------------------------------------------ tables
-BUCKET_KEYS = ("psnr_db", "ssim", "lpips", "iou", "lmk_err_pct", "lmk_reproj_pct")
+BUCKET_KEYS = (
+    "psnr_db",
+    "ssim",
+    "lpips",
+    "iou",
+    "depth_l1",
+    "depth_mm",
+    "lmk_err_pct",
+    "lmk_reproj_pct",
+    "id_ours_gt",
+    "id_gt_input",
+)
+
+
+def _bucket_of(yaw_deg: float) -> float:
+    from harness.groundtruth import yaw_bucket
+
+    return yaw_bucket(yaw_deg)
+
+
+def bucket_means(group: list[dict], label: str) -> dict:
+    b = {"bucket": label, "views": len(group)}
+    for k in BUCKET_KEYS:
+        vals = [r[k] for r in group if isinstance(r.get(k), float) and np.isfinite(r[k])]
+        b[k] = float(np.mean(vals)) if vals else None
+    return b
 
 
 def yaw_buckets(rows: list[dict]) -> list[dict]:
-    """Means per |yaw| (all pitches together), sorted by |yaw|."""
-    out = []
-    for y in sorted({abs(r["yaw_deg"]) for r in rows}):
-        group = [r for r in rows if abs(r["yaw_deg"]) == y]
-        b = {"bucket": f"|yaw| = {y:.0f}", "views": len(group)}
-        for k in BUCKET_KEYS:
-            vals = [r[k] for r in group if isinstance(r.get(k), float) and np.isfinite(r[k])]
-            b[k] = float(np.mean(vals)) if vals else None
-        out.append(b)
-    return out
+    """Means per |yaw| folded into [0, 180] (all pitches together), sorted by |yaw|."""
+    return [
+        bucket_means([r for r in rows if _bucket_of(r["yaw_deg"]) == y], f"|yaw| = {y:.0f}")
+        for y in sorted({_bucket_of(r["yaw_deg"]) for r in rows})
+    ]
 
 
 def fmt(v, digits=2) -> str:
