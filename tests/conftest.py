@@ -63,6 +63,13 @@ def draft_bundle(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def bundle_dir(request) -> Path:
+    """The draft demo bundle (``draft_bundle``), or $LIKENESS_TEST_BUNDLE to reuse one already built."""
+    env = os.environ.get("LIKENESS_TEST_BUNDLE")
+    return Path(env) if env else request.getfixturevalue("draft_bundle")
+
+
+@pytest.fixture(scope="session")
 def shared_portraits() -> Path:
     p = SHARED / "portraits"
     if not p.is_dir():

@@ -44,13 +44,6 @@ def disable():
     addon_utils.disable(ADDON, default_set=True, handle_error=_fail)
 
 
-@pytest.fixture(scope="session")
-def bundle_dir(request) -> Path:
-    """The draft demo bundle (``draft_bundle``), or LIKENESS_TEST_BUNDLE to reuse one already built."""
-    env = os.environ.get("LIKENESS_TEST_BUNDLE")
-    return Path(env) if env else request.getfixturevalue("draft_bundle")
-
-
 @pytest.fixture
 def addon():
     """The add-on enabled on an empty scene; disabled afterwards."""

@@ -4,7 +4,6 @@ round trips, the dolly-zoom law, ARKit names, the GLB reader, the wire types and
 from __future__ import annotations
 
 import json
-import os
 import struct
 import subprocess
 import sys
@@ -21,13 +20,6 @@ from blender_addon.client.errors import BadInput, Cancelled, NotFound, Unauthori
 from engine import conventions as ecv
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="session")
-def bundle_dir(request) -> Path:
-    """The draft demo bundle (``draft_bundle``), or LIKENESS_TEST_BUNDLE to reuse one already built."""
-    env = os.environ.get("LIKENESS_TEST_BUNDLE")
-    return Path(env) if env else request.getfixturevalue("draft_bundle")
 
 
 def test_world_conversion_matches_engine_and_round_trips():

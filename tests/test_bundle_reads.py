@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_server_harness import REPO, ServerProcess
+from test_server_harness import REPO, ServerProcess, photo_camera
 
 from blender_addon import bundle as addon_bundle
 from engine.avatar import load_avatar, load_landmarks_world
@@ -480,13 +480,6 @@ def served(tmp_path_factory, good):
     srv.stop()
 
 
-def _camera(manifest: dict, size: int) -> dict:
-    w = manifest["camera"]["work"]["intrinsics"]
-    k = size / w["width"]
-    intr = {n: w[n] * k for n in ("fx", "fy", "cx", "cy")}
-    return {"cam2world": manifest["camera"]["cam2world"], "intrinsics": {**intr, "width": size, "height": size}}
-
-
 def _bad_bundle(r) -> dict:
     assert 400 <= r.status_code < 500, (r.status_code, r.text)
     err = r.json()["error"]
@@ -498,7 +491,7 @@ def _bad_bundle(r) -> dict:
 
 @pytest.mark.slow
 def test_server_lists_the_good_and_refuses_the_bad_cleanly(served, good):
-    cam = _camera(_manifest(good), 16)
+    cam = photo_camera(_manifest(good), 16)
     with served.client(timeout=600.0) as c:
         listing = c.get("/v1/avatars")
         assert listing.status_code == 200, listing.text

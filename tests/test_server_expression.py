@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from test_server_harness import ServerProcess
+from test_server_harness import ServerProcess, photo_camera, workspace_with
 
 pytestmark = pytest.mark.slow  # a real server process / build (make quick skips it)
 
@@ -22,29 +19,12 @@ AVATAR_ID = "ab" * 16
 
 
 @pytest.fixture(scope="module")
-def bundle_dir(request) -> Path:
-    """The draft demo bundle (``draft_bundle``), or LIKENESS_TEST_BUNDLE to reuse one already built."""
-    env = os.environ.get("LIKENESS_TEST_BUNDLE")
-    return Path(env) if env else request.getfixturevalue("draft_bundle")
-
-
-@pytest.fixture(scope="module")
 def served(tmp_path_factory, bundle_dir):
-    ws = tmp_path_factory.mktemp("expr") / "ws"
-    (ws / "avatars").mkdir(parents=True)
-    shutil.copytree(bundle_dir, ws / "avatars" / AVATAR_ID, ignore=shutil.ignore_patterns("turntable*", "view_*"))
+    ws = workspace_with(tmp_path_factory.mktemp("expr") / "ws", bundle_dir, AVATAR_ID)
     srv = ServerProcess(ws)
     srv.start()
     yield srv
     srv.stop()
-
-
-def _photo_camera(manifest: dict, size: int) -> dict:
-    """The photo camera framed as the work crop, at ``size`` pixels: the face fills the frame."""
-    w = manifest["camera"]["work"]["intrinsics"]
-    k = size / w["width"]
-    intr = {n: w[n] * k for n in ("fx", "fy", "cx", "cy")}
-    return {"cam2world": manifest["camera"]["cam2world"], "intrinsics": {**intr, "width": size, "height": size}}
 
 
 def _rgba(r) -> np.ndarray:
@@ -57,7 +37,7 @@ def test_empty_expression_is_neutral_and_absent_is_the_photo(served, bundle_dir)
     assert max(photo.values()) > 0.2, "the demo portrait smiles: its photo expression is not neutral"
     with served.client(timeout=600.0) as c:
         manifest = c.get(f"/v1/avatars/{AVATAR_ID}").json()
-        cam = _photo_camera(manifest, 96)
+        cam = photo_camera(manifest, 96)
         url = f"/v1/avatars/{AVATAR_ID}/render"
         absent = _rgba(c.post(url, json=cam))
         null = _rgba(c.post(url, json={**cam, "expression": None}))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_server_harness import REPO, ServerProcess, free_port
+from test_server_harness import REPO, ServerProcess, free_port, workspace_with
 
 pytestmark = pytest.mark.slow  # a real server process / build (make quick skips it)
 
@@ -47,16 +46,8 @@ LATENCY_LIMIT_S = 1.0
 
 
 @pytest.fixture(scope="module")
-def bundle_dir(request) -> Path:
-    env = os.environ.get("LIKENESS_TEST_BUNDLE")
-    return Path(env) if env else request.getfixturevalue("draft_bundle")
-
-
-@pytest.fixture(scope="module")
 def flood_server(tmp_path_factory, bundle_dir):
-    ws = tmp_path_factory.mktemp("flood") / "ws"
-    (ws / "avatars").mkdir(parents=True)
-    shutil.copytree(bundle_dir, ws / "avatars" / AVATAR_ID, ignore=shutil.ignore_patterns("turntable*", "view_*"))
+    ws = workspace_with(tmp_path_factory.mktemp("flood") / "ws", bundle_dir, AVATAR_ID)
     # Started with a soft open-file limit of 256, below the 800 sockets of the caps test: serve raises it.
     srv = ServerProcess(ws, token=TOKEN, extra_env=ENV, soft_nofile=256)
     srv.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -49,6 +50,22 @@ def png_bytes(rgb, fmt: str = "PNG", **kw) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, format=fmt, **kw)
     return buf.getvalue()
+
+
+def workspace_with(ws: Path, bundle: Path, avatar_id: str) -> Path:
+    """A server workspace at ``ws`` holding a copy of ``bundle`` as avatar ``avatar_id`` (without its turntable and
+    novel views: what the render tests need)."""
+    (ws / "avatars").mkdir(parents=True, exist_ok=True)
+    shutil.copytree(bundle, ws / "avatars" / avatar_id, ignore=shutil.ignore_patterns("turntable*", "view_*"))
+    return ws
+
+
+def photo_camera(manifest: dict, size: int) -> dict:
+    """The render request's camera for a bundle's photo camera framed as its work crop, at ``size`` pixels."""
+    w = manifest["camera"]["work"]["intrinsics"]
+    k = size / w["width"]
+    intr = {n: w[n] * k for n in ("fx", "fy", "cx", "cy")}
+    return {"cam2world": manifest["camera"]["cam2world"], "intrinsics": {**intr, "width": size, "height": size}}
 
 
 class ServerProcess:
