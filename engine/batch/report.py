@@ -185,7 +185,7 @@ def _row_html(r: dict, out_dir: Path) -> str:
     head = f'<div class="id">{esc(r["id"])}</div><span class="badge {esc(status)}">{esc(status)}</span>'
     reason = r.get("reason") or ""
     if status == "succeeded":
-        reason = f"built: {reason}"
+        reason = f"built because: {reason}"
     elif status == "failed" and r.get("action") != "carry":
         reason = ""
     head += f'<div class="reason">{esc(reason)}</div>'
