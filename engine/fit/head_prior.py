@@ -21,7 +21,7 @@ import scipy.ndimage as ndi
 
 from engine.errors import InputError
 from engine.field.model import RadianceField
-from engine.fit.data import FitData
+from engine.fit.data import FitData, similarity_scale
 from engine.fit.proxy_init import ProxyInitConfig, ProxyInitFit, grid_points, occupancy_sdf, proxy_occupancy
 from engine.prior import load_prior
 from engine.prior.fit import closed_skin, fit_to_landmarks, occupancy_grid
@@ -65,7 +65,7 @@ class HeadPriorFit(ProxyInitFit):
         s, rot, t = fitted.similarity
         cv_to_canon = np.asarray(data.cv_to_canon, np.float64)
         g, vox = field.sdf.shape[-1], field.voxel
-        to_template_m = 1.0 / (s * _scale(cv_to_canon))  # canonical units -> template metres
+        to_template_m = 1.0 / (s * similarity_scale(cv_to_canon))  # canonical units -> template metres
         verts_cv, tris = closed_skin(prior, fitted.vertices)
         verts_canon = verts_cv @ cv_to_canon[:3, :3].T + cv_to_canon[:3, 3]
         lo = field.box_center.cpu().numpy().astype(np.float64) - float(field.box_half) - 0.5 * vox
@@ -73,15 +73,15 @@ class HeadPriorFit(ProxyInitFit):
         proxy = proxy_occupancy(data.proxy, field, canon_to_cv, data.extra)
         self._frame = (s, rot, t, canon_to_cv)
         pts_cv = grid_points(field) @ canon_to_cv[:3, :3].T + canon_to_cv[:3, 3]
-        local = self._local(grid_points(field)).reshape(g, g, g, 3)
+        local = self._local_cv(pts_cv).reshape(g, g, g, 3)
         reach = ndi.distance_transform_edt(~template) * vox * to_template_m
         layer = self._layer(local, reach, proxy & ~template, vox * to_template_m)
         front = local[..., 2] >= 0.0
         hair = ~front & (local[..., 1] >= o.nape_m) & (reach <= layer)
         # The photo sees background where the template or the layer stick out of the person's outline (a
-        # narrower head, a turned one): carve both by the photo's matte, as the visual hull allows.
-        # In front of the ear plane the photo's proxy is kept as it is (the input view and everything near it
-        # stay what proxy-init makes).
+        # narrower head, a turned one): carve both by the photo's matte, as the visual hull allows. In front of
+        # the ear plane the photo's proxy is kept as it is (the input view and everything near it stay what
+        # proxy-init makes).
         covered = matte_covers_cv(pts_cv, data.matte, data.intr, margin_px=0).reshape(g, g, g)
         # Below the nape the proxy's mirrored back stays too: a torso is close to symmetric front to back, and
         # cutting the shoulders there thins the outline the photo sees at grazing rays.
@@ -104,8 +104,12 @@ class HeadPriorFit(ProxyInitFit):
 
     def _local(self, pts_canon: np.ndarray) -> np.ndarray:
         """Canonical points (N, 3) in the fitted template's own frame, template metres."""
-        s, rot, t, canon_to_cv = self._frame
-        pts_cv = pts_canon @ canon_to_cv[:3, :3].T + canon_to_cv[:3, 3]
+        canon_to_cv = self._frame[3]
+        return self._local_cv(pts_canon @ canon_to_cv[:3, :3].T + canon_to_cv[:3, 3])
+
+    def _local_cv(self, pts_cv: np.ndarray) -> np.ndarray:
+        """cv-camera points (N, 3) in the fitted template's own frame, template metres."""
+        s, rot, t, _ = self._frame
         return ((pts_cv - t) @ rot) / s
 
     def _layer(self, local: np.ndarray, reach: np.ndarray, outside: np.ndarray, vox_m: float) -> np.ndarray:
@@ -163,7 +167,3 @@ class HeadPriorFit(ProxyInitFit):
         state = super().init(field, data, progress, cancel)
         state.info.update(self.report)
         return state
-
-
-def _scale(m: np.ndarray) -> float:
-    return float(np.cbrt(abs(np.linalg.det(m[:3, :3]))))

@@ -116,8 +116,9 @@ def occupancy_grid(vertices: np.ndarray, triangles: np.ndarray, lo: np.ndarray, 
     longest = np.maximum.reduce(
         [np.linalg.norm(b - a, axis=1), np.linalg.norm(c - b, axis=1), np.linalg.norm(a - c, axis=1)]
     )
-    for k in np.unique(np.clip(np.ceil(longest / (0.4 * voxel)).astype(int), 1, 64)):
-        sel = np.ceil(np.clip(longest / (0.4 * voxel), 1, 64)).astype(int) == k
+    steps = np.clip(np.ceil(longest / (0.4 * voxel)).astype(int), 1, 64)  # lattice steps per edge, per triangle
+    for k in np.unique(steps):
+        sel = steps == k
         i, j = np.meshgrid(np.arange(k + 1), np.arange(k + 1), indexing="ij")
         keep = (i + j) <= k
         u1, u2 = (i[keep] / k)[None, :, None], (j[keep] / k)[None, :, None]
