@@ -1,5 +1,6 @@
 """Print an asset's numbers as JSON: per part vertex/face counts, non-manifold edges, boundary loops (count,
-length in cm), the skin's self-intersections, UV stretch over the face, flipped UVs, UV overlap, atlas use.
+length in cm), the skin's self-intersections, UV stretch and texel density (px/cm) over the face, texel density per
+part, flipped UVs, UV overlap, atlas use (of the layout engine/asset/uvpack.py packs).
 
     python scripts/asset_stats.py BUNDLE_OR_ASSET     (a bundle means its asset/ folder)
 """

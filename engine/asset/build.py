@@ -19,6 +19,7 @@ from engine.asset.measure import intersecting_pairs
 from engine.asset.parts import ASSET_PARTS, Part, split_parts, template_edges
 from engine.asset.snap import find_surface, snap_skin
 from engine.asset.texture import SCLERA_RGB, TEETH_RGB, TONGUE_RGB, AtlasPart, bake_atlas, eye_sampling
+from engine.asset.uvpack import packed_parts
 from engine.avatar import load_avatar, load_landmarks_world
 from engine.extract.export import write_png, write_quad_obj
 from engine.extract.from_field import colour_fn
@@ -94,10 +95,12 @@ def _outward(verts: np.ndarray, tris: np.ndarray) -> float:
     return 1.0 if (a * np.cross(b, d)).sum() > 0 else -1.0
 
 
-def assemble(avatar, prior: HeadPrior | None = None) -> Asset:
-    """Fit, split and snap: the asset's geometry for a loaded bundle (engine.avatar.Avatar)."""
+def assemble(avatar, prior: HeadPrior | None = None, landmarks_world: np.ndarray | None = None) -> Asset:
+    """Fit, split and snap: the asset's geometry for a loaded bundle (engine.avatar.Avatar), fitted to its
+    landmarks (or to ``landmarks_world`` (478, 3) metres)."""
     prior = prior or load_prior()
-    fitted = fit_to_landmarks(prior, load_landmarks_world(avatar))
+    lms = load_landmarks_world(avatar) if landmarks_world is None else landmarks_world
+    fitted = fit_to_landmarks(prior, lms)
     s, rot, t = fitted.similarity
     neutral = s * prior.shaped(fitted.coeffs) @ rot.T + t
     posed = np.asarray(fitted.vertices, np.float64)
@@ -115,7 +118,7 @@ def assemble(avatar, prior: HeadPrior | None = None) -> Asset:
         r = np.linalg.norm(prior.vertices[sel] - c, axis=1).max() + INNER_RADIUS_M
         near = np.linalg.norm(prior.vertices[ids] - c, axis=1) < r
         disp[sel] = snap.displacement[near].mean(0) if near.any() else 0.0
-    parts = split_parts(prior)
+    parts, layout = packed_parts(split_parts(prior), prior.vertices)
     before = len(intersecting_pairs(posed[ids], tris))
     after = len(intersecting_pairs(posed[ids] + snap.displacement, tris))
     eyes = {}
@@ -126,6 +129,7 @@ def assemble(avatar, prior: HeadPrior | None = None) -> Asset:
     moved = np.linalg.norm(snap.displacement, axis=1)
     snapped = snap.weight > 0.5
     info = {
+        "uv_layout": layout,
         "fit": {"rms_landmarks_mm": round(1000 * fitted.rms_m, 2), "scale": round(float(s), 5)},
         "snap": {
             "band_m": 0.015,

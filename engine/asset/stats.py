@@ -49,6 +49,14 @@ def quad_share(obj: Path) -> float:
     return float(np.mean(np.asarray(n) == 4)) if n else 0.0
 
 
+def _density(positions: np.ndarray, uv: np.ndarray, tris: np.ndarray, size_px: int) -> float:
+    """Texels per centimetre over a mesh: sqrt(UV area x size^2 / 3D area) / 100."""
+    p = positions[tris]
+    a3 = 0.5 * np.linalg.norm(np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]), axis=1).sum()
+    auv = np.abs(uv_signed_area(uv, tris)).sum()
+    return float(np.sqrt(auv / max(a3, 1e-18)) * size_px / 100.0)
+
+
 def asset_stats(folder: Path, coverage_size: int = 1024) -> dict:
     """Per part counts and topology, the skin's self-intersections and the eyes' crossings of it, UV stretch on
     the face, flipped and overlapping UVs, and how much of the atlas the layout uses."""
@@ -71,6 +79,7 @@ def asset_stats(folder: Path, coverage_size: int = 1024) -> dict:
             "boundary_loops": boundary_loops(tris, pos),
             "flipped_uv_faces": int((np.sign(area) == -sign).sum()),
             "zero_area_uv_faces": int((np.abs(area) < 1e-12).sum()),
+            "texel_density_px_per_cm": round(_density(m["positions"], m["uv"], m["tris"], atlas.shape[1]), 2),
         }
         all_uv.append(m["uv"])
         all_tris.append(m["tris"] + off)
@@ -90,6 +99,10 @@ def asset_stats(folder: Path, coverage_size: int = 1024) -> dict:
     ok = np.isfinite(r)
     order = np.argsort(r[ok])
     cum = np.cumsum(w[ok][order]) / w[ok].sum()
+    dens = np.sqrt(np.abs(uv_signed_area(uv_up, skin["tris"]))[face] / np.maximum(w, 1e-18)) * atlas.shape[1] / 100
+    dorder = np.argsort(dens)
+    dcum = np.cumsum(w[dorder]) / w.sum()
+    d5, d50, d95 = (float(dens[dorder][np.searchsorted(dcum, q)]) for q in (0.05, 0.5, 0.95))
     cover = uv_coverage(np.concatenate(all_uv) * [1.0, -1.0] + [0.0, 1.0], np.concatenate(all_tris), coverage_size)
     used = cover > 0
     stats = {
@@ -101,6 +114,7 @@ def asset_stats(folder: Path, coverage_size: int = 1024) -> dict:
             "area_weighted_mean": round(float((r[ok] * w[ok]).sum() / w[ok].sum()), 3),
             "p95": round(float(r[ok][order][np.searchsorted(cum, 0.95)]), 3),
             "degenerate": int((~ok).sum()),
+            "texel_density_px_per_cm": {"p5": round(d5, 2), "median": round(d50, 2), "p95": round(d95, 2)},
         },
         "uv_overlap_share": round(float((cover > 1).sum() / max(used.sum(), 1)), 5),
         "atlas_use": round(float(used.mean()), 4),

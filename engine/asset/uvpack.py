@@ -1,0 +1,156 @@
+"""The asset's atlas layout: the template's own UV islands (connected components in UV space of each part),
+each kept as the template has it inside, rescaled to an even texel density and packed into [0, 1]^2.
+
+It depends on the template alone (its neutral vertices and UVs), so every subject gets the same layout and
+textures transfer between heads. Skin islands share one density, as large as lets them all fit; the eyes,
+teeth and tongue share a second one, as large as fits in what the skin leaves (docs/ASSET.md says why not one).
+Packing is on a raster of the atlas: each island's texels (dilated by the margin) go, largest first, to the
+leftmost-then-lowest free place; a 90 degree turn is taken only when it lands further left or lower."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import scipy.ndimage as ndi
+import scipy.sparse as sp
+from PIL import Image, ImageDraw
+from scipy.signal import fftconvolve
+
+from engine.asset.parts import Part
+
+GRID = 512
+"""Cells per side of the packing raster."""
+MARGIN = 2
+"""Free cells kept around each island (1/256 of the atlas: 8 px at 2048, 4 at 1024)."""
+SKIN_GROUP = ("skin",)
+"""Parts whose islands share the first (skin) density; the rest share the second."""
+
+
+@dataclass(frozen=True)
+class Island:
+    """One UV island: ``part`` name, ``vertices`` (K,) indices into that part's seam-split vertices, ``uv`` (K, 2)
+    the template's UVs scaled to metres (sqrt(3D area / UV area) x the template UV, origin at its corner)."""
+
+    part: str
+    vertices: np.ndarray
+    uv: np.ndarray
+    triangles: np.ndarray
+    area_m2: float
+
+
+def islands(parts: dict[str, Part], template_vertices: np.ndarray) -> list[Island]:
+    """Every part's UV islands, with the template's UVs rescaled to metres (even density across islands)."""
+    out = []
+    for name, part in parts.items():
+        tris, n = part.triangles, len(part.uv)
+        e = np.concatenate([tris[:, [0, 1]], tris[:, [1, 2]]])
+        graph = sp.coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
+        count, label = sp.csgraph.connected_components(graph, directed=False)
+        pos = np.asarray(template_vertices, np.float64)[part.template_vertex]
+        for i in range(count):
+            t = tris[label[tris[:, 0]] == i]
+            if len(t) == 0:
+                continue
+            a3 = 0.5 * np.linalg.norm(np.cross(pos[t[:, 1]] - pos[t[:, 0]], pos[t[:, 2]] - pos[t[:, 0]]), axis=1).sum()
+            q = part.uv[t]
+            auv = 0.5 * np.abs(np.cross(q[:, 1] - q[:, 0], q[:, 2] - q[:, 0])).sum()
+            verts = np.nonzero(label == i)[0]
+            uv = (part.uv[verts] - part.uv[verts].min(0)) * np.sqrt(a3 / auv)
+            local = np.full(n, -1)
+            local[verts] = np.arange(len(verts))
+            out.append(Island(name, verts, uv, local[t], float(a3)))
+    return out
+
+
+def _mask(uv: np.ndarray, tris: np.ndarray, scale: float) -> np.ndarray:
+    """(H, W) cells the island covers at ``scale`` cells per metre (conservative), dilated by the margin; row = u,
+    column = v."""
+    xy = uv * scale + MARGIN + 1
+    w, h = (np.ceil(xy.max(0)) + MARGIN + 2).astype(int)
+    img = Image.new("1", (int(h), int(w)))
+    draw = ImageDraw.Draw(img)
+    for f in xy[tris]:
+        draw.polygon([(float(p[1]), float(p[0])) for p in f], fill=1, outline=1)
+    m = np.asarray(img, bool)
+    return ndi.binary_dilation(m, iterations=MARGIN) if MARGIN else m
+
+
+def _place(occupied: np.ndarray, mask: np.ndarray) -> tuple[int, int] | None:
+    """The leftmost-then-lowest cell where ``mask`` fits into the free cells of ``occupied``, or None."""
+    gu, gv = occupied.shape
+    mu, mv = mask.shape
+    if mu > gu or mv > gv:
+        return None
+    hits = fftconvolve(occupied.astype(np.float32), mask[::-1, ::-1].astype(np.float32), mode="valid")
+    free = np.argwhere(hits < 0.5)
+    return (int(free[0, 0]), int(free[0, 1])) if len(free) else None
+
+
+def _pack(group: list[Island], scale: float, occupied: np.ndarray) -> list[tuple[int, int, bool]] | None:
+    """Each island's (cell u, cell v, turned) at ``scale`` cells per metre, filling ``occupied`` in place; None
+    (and ``occupied`` spoilt) if one does not fit."""
+    out = []
+    for isl in group:
+        best = None
+        for turned in (False, True):
+            uv = isl.uv[:, ::-1] * [1.0, -1.0] + [0.0, isl.uv[:, 0].max()] if turned else isl.uv
+            m = _mask(uv, isl.triangles, scale)
+            at = _place(occupied, m)
+            if at is not None and (best is None or at < best[0]):
+                best = (at, turned, m)
+        if best is None:
+            return None
+        (cu, cv), turned, m = best
+        occupied[cu : cu + m.shape[0], cv : cv + m.shape[1]] |= m
+        out.append((cu, cv, turned))
+    return out
+
+
+def _largest(group: list[Island], occupied: np.ndarray, steps: int = 14) -> tuple[float, list, np.ndarray]:
+    """The largest scale (cells per metre, to 1 part in 2^steps of the first bound) at which ``group`` packs
+    into the free cells of ``occupied``: (scale, placements, occupied after)."""
+    extent = max(float(i.uv.max()) for i in group)
+    lo, hi = 0.0, (GRID - 2 * MARGIN - 3) / extent
+    best = None
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        occ = occupied.copy()
+        placed = _pack(group, mid, occ)
+        if placed is None:
+            hi = mid
+        else:
+            lo, best = mid, (mid, placed, occ)
+    if best is None:
+        raise ValueError("the template's UV islands do not pack")  # cannot happen: the smallest scale fits
+    return best
+
+
+def atlas_layout(parts: dict[str, Part], template_vertices: np.ndarray) -> tuple[dict[str, np.ndarray], dict]:
+    """New UVs (N, 2) in [0, 1]^2 (v up) for each part's seam-split vertices, and what the layout is: the two
+    densities (atlas units per metre) and each island's place."""
+    isl = sorted(islands(parts, template_vertices), key=lambda i: -i.area_m2)
+    groups = [[i for i in isl if i.part in SKIN_GROUP], [i for i in isl if i.part not in SKIN_GROUP]]
+    occupied = np.zeros((GRID, GRID), bool)
+    new_uv = {name: np.zeros_like(p.uv) for name, p in parts.items()}
+    report = {"grid": GRID, "margin_cells": MARGIN, "groups": []}
+    for group in groups:
+        scale, placed, occupied = _largest(group, occupied)
+        for i, (cu, cv, turned) in zip(group, placed, strict=True):
+            uv = i.uv[:, ::-1] * [1.0, -1.0] + [0.0, i.uv[:, 0].max()] if turned else i.uv
+            new_uv[i.part][i.vertices] = (uv * scale + MARGIN + 1 + [cu, cv]) / GRID
+        report["groups"].append(
+            {
+                "parts": sorted({i.part for i in group}),
+                "islands": len(group),
+                "density_per_m": round(scale / GRID, 3),
+                "turned": int(sum(p[2] for p in placed)),
+            }
+        )
+    return new_uv, report
+
+
+def packed_parts(parts: dict[str, Part], template_vertices: np.ndarray) -> tuple[dict[str, Part], dict]:
+    """``parts`` with their UVs replaced by :func:`atlas_layout`'s."""
+    uv, report = atlas_layout(parts, template_vertices)
+    return {name: replace(p, uv=uv[name]) for name, p in parts.items()}, report
