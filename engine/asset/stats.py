@@ -121,3 +121,21 @@ def asset_stats(folder: Path, coverage_size: int = 1024) -> dict:
         "atlas_px": list(atlas.shape[:2]),
     }
     return stats
+
+
+def asset_summary(folder: Path) -> dict:
+    """The manifest's short form of :func:`asset_stats`: per part vertices and triangles, morph targets on the
+    skin, face UV stretch, atlas use and overlap, flipped UVs, skin self-intersections."""
+    st = asset_stats(folder, coverage_size=512)
+    parts = st["parts"]
+    return {
+        "parts": {n: {"vertices": p["vertices"], "triangles": p["triangles"]} for n, p in parts.items()},
+        "morph_targets": parts["skin"]["morph_targets"],
+        "uv_stretch_face_mean": st["uv_stretch_face"]["area_weighted_mean"],
+        "uv_stretch_face_p95": st["uv_stretch_face"]["p95"],
+        "atlas_use": st["atlas_use"],
+        "uv_overlap_share": st["uv_overlap_share"],
+        "flipped_uv_faces": sum(p["flipped_uv_faces"] for p in parts.values()),
+        "skin_self_intersections": parts["skin"]["self_intersections"],
+        "skin_texel_density_px_per_cm": parts["skin"]["texel_density_px_per_cm"],
+    }

@@ -9,6 +9,7 @@ leftmost-then-lowest free place; a 90 degree turn is taken only when it lands fu
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -107,7 +108,7 @@ def _pack(group: list[Island], scale: float, occupied: np.ndarray) -> list[tuple
     return out
 
 
-def _largest(group: list[Island], occupied: np.ndarray, steps: int = 14) -> tuple[float, list, np.ndarray]:
+def _largest(group: list[Island], occupied: np.ndarray, steps: int = 11) -> tuple[float, list, np.ndarray]:
     """The largest scale (cells per metre, to 1 part in 2^steps of the first bound) at which ``group`` packs
     into the free cells of ``occupied``: (scale, placements, occupied after)."""
     extent = max(float(i.uv.max()) for i in group)
@@ -150,7 +151,19 @@ def atlas_layout(parts: dict[str, Part], template_vertices: np.ndarray) -> tuple
     return new_uv, report
 
 
+_LAYOUTS: dict[str, tuple[dict[str, np.ndarray], dict]] = {}
+"""atlas_layout's answers in this process, by a digest of the template's arrays (a server worker or a batch
+builds many heads on one template; nothing is kept on disk)."""
+
+
 def packed_parts(parts: dict[str, Part], template_vertices: np.ndarray) -> tuple[dict[str, Part], dict]:
     """``parts`` with their UVs replaced by :func:`atlas_layout`'s."""
-    uv, report = atlas_layout(parts, template_vertices)
-    return {name: replace(p, uv=uv[name]) for name, p in parts.items()}, report
+    h = hashlib.sha256(np.ascontiguousarray(template_vertices, np.float64).tobytes())
+    for p in parts.values():
+        for a in (p.template_vertex, p.uv, p.quads):
+            h.update(np.ascontiguousarray(a).tobytes())
+    key = h.hexdigest()
+    if key not in _LAYOUTS:
+        _LAYOUTS[key] = atlas_layout(parts, template_vertices)
+    uv, report = _LAYOUTS[key]
+    return {name: replace(p, uv=uv[name].copy()) for name, p in parts.items()}, dict(report)

@@ -24,11 +24,17 @@ BUNDLE_FILES: dict[str, str] = {
     "shape_keys": "shape_keys.npz",
 }
 """Every fixed file of a bundle (novel views and turntable frames are named by the functions below)."""
+ASSET_DIR = "asset"
 OPTIONAL_FILES: dict[str, str] = {
     "prior_obj": "prior_head.obj",
+    "asset_glb": f"{ASSET_DIR}/head.glb",
+    "asset_texture": f"{ASSET_DIR}/texture.png",
+    "asset_skin_obj": f"{ASSET_DIR}/skin.obj",
+    "asset_info": f"{ASSET_DIR}/asset.json",
 }
 """Files only some builds write: ``prior_obj`` is the head prior fitted to the photo (the head-prior method):
-the template's quads and UVs in the world frame, the base an artist mesh and rig build on."""
+the template's quads and UVs in the world frame, the base an artist mesh and rig build on. ``asset_*``: the
+artist asset (engine/asset, docs/ASSET.md) in its own folder, written when the head prior is prepared."""
 TURNTABLE_DIR = "turntable"
 
 
