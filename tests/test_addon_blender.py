@@ -517,3 +517,35 @@ def test_ui_draw_code_names_only_real_properties_and_operators(addon):
                 assert args[0].value.removeprefix("likeness.") in ops, f"{path.name}: no operator {args[0].value}"
                 seen_ops += 1
     assert seen_props >= 15 and seen_ops >= 10
+
+
+def test_import_brings_the_asset_when_the_bundle_has_one(addon, bundle_dir, tmp_path):
+    """The artist asset (asset/head.glb) comes in its own collection inside the avatar's; a bundle without one
+    (every bundle built before the asset stage) imports as before."""
+    from blender_addon import scene_io
+    from engine.rig.arkit import ARKIT_NAMES
+
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    if "asset_glb" not in manifest["files"]:
+        pytest.skip("the bundle has no asset (the head prior is not prepared)")
+    assert bpy.ops.likeness.import_avatar(directory=str(bundle_dir)) == {"FINISHED"}
+    av = scene_io.find_avatar(bpy.context)
+    sub = bpy.data.collections["astronaut asset"]
+    assert sub.name in av.collection.children
+    roles = {o[scene_io.common.ROLE] for o in sub.objects}
+    for part in ("skin", "eye_L", "eye_R", "teeth_upper", "teeth_lower", "tongue", "photo_camera"):
+        assert f"asset_{part}" in roles, roles
+    skin = next(o for o in sub.objects if o[scene_io.common.ROLE] == "asset_skin")
+    assert [k.name for k in skin.data.shape_keys.key_blocks] == ["Basis", *ARKIT_NAMES]
+    assert sum(o.type == "ARMATURE" for o in sub.objects) == 1 and sum(o.type == "CAMERA" for o in sub.objects) == 1
+    assert av.head is not None  # the bundle's own head stays
+    # a bundle without the asset: the same import as before the stage existed
+    old = tmp_path / "old"
+    shutil.copytree(bundle_dir, old)
+    shutil.rmtree(old / "asset")
+    m = dict(manifest, files={k: v for k, v in manifest["files"].items() if not k.startswith("asset_")})
+    m.pop("asset", None)
+    (old / "manifest.json").write_text(json.dumps(m))
+    bpy.ops.wm.read_homefile(use_empty=True)
+    assert bpy.ops.likeness.import_avatar(directory=str(old)) == {"FINISHED"}
+    assert "astronaut asset" not in bpy.data.collections and scene_io.find_avatar(bpy.context).head is not None

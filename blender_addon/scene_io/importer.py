@@ -57,6 +57,7 @@ def import_bundle(
     }
 
     head = _import_head(bundle, coll, name)
+    _import_asset(bundle, coll, name)
     landmarks = _make_landmarks(bundle, coll, head, name)
     camera = _make_photo_camera(bundle, coll, name, photo_path, photo_image)
     for key, label in (("depth_exr", "depth"), ("normal", "normal"), ("alpha", "matte")):
@@ -89,6 +90,27 @@ def _import_head(bundle: Bundle, coll: bpy.types.Collection, name: str) -> bpy.t
     if data.morphs:
         add_shape_keys(head, data)
     return head
+
+
+def _import_asset(bundle: Bundle, coll: bpy.types.Collection, name: str) -> bpy.types.Collection | None:
+    """The bundle's artist asset (asset/head.glb: skin with the 52 ARKit shape keys, eyes, teeth, tongue, the
+    armature, the photo camera), when it has one, in a child collection ``{name} asset``; objects are named
+    ``{name} asset <part>`` and carry the role ``asset_<part>``. Bundles without an asset: nothing."""
+    glb = bundle.file("asset_glb")
+    if glb is None:
+        return None
+    sub = bpy.data.collections.new(f"{name} asset")
+    coll.children.link(sub)
+    before = set(bpy.data.objects)
+    bpy.ops.import_scene.gltf(filepath=str(glb))
+    for o in [o for o in bpy.data.objects if o not in before]:
+        for c in list(o.users_collection):
+            c.objects.unlink(o)
+        sub.objects.link(o)
+        part = o.name.split(".")[0]
+        o.name = f"{name} asset {part}"
+        o[ROLE] = f"asset_{part}"
+    return sub
 
 
 def _import_with_blender(coll, name: str, path: Path, kind: str) -> bpy.types.Object:
