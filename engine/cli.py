@@ -347,7 +347,11 @@ def make_parser() -> argparse.ArgumentParser:
             help="head-pose landmarks: auto uses face-alignment when its weights are on disk (docs/ARCHITECTURE.md)",
         )
         sp.add_argument(
-            "--method", type=fitting_method, default="proxy-init", help="fitting method: proxy-init | random-init"
+            "--method",
+            type=fitting_method,
+            default="proxy-init",
+            help="fitting method: proxy-init | head-prior (the full-head prior; needs likeness prepare-prior) | "
+            "random-init",
         )
         sp.add_argument(
             "--method-option",

@@ -40,7 +40,12 @@ def parse_args(argv=None):
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     p.add_argument("--bundle", help="score this existing bundle instead of building one")
     p.add_argument("--align", default="camera", choices=("camera", "landmarks"))
-    p.add_argument("--set", nargs="*", default=[], help="build overrides name=value (e.g. iterations=50)")
+    p.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        help="build overrides name=value (e.g. iterations=50; option.NAME=NUMBER: a method option)",
+    )
     return p.parse_args(argv)
 
 
@@ -53,6 +58,9 @@ def _overrides(pairs: list[str]) -> dict:
     out = {}
     for kv in pairs:
         k, v = kv.split("=", 1)
+        if k.startswith("option."):  # the fitting method's own numbers, as the CLI's --method-option
+            out.setdefault("method_options", {})[k[len("option.") :]] = float(v)
+            continue
         t = types.get(k)
         out[k] = int(v) if t in (int, "int") else float(v) if t in (float, "float") else v
     return out

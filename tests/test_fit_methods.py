@@ -115,3 +115,31 @@ def test_serve_without_the_server_extra_says_which_extra(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1 and "likeness[server]" in lines[0], r.stderr
+
+
+def test_voxels_no_view_sees_keep_the_methods_starting_solid(tiny_config):
+    """Behind the face the regularisers alone moved the SDF (Adam moves a voxel at the full learning rate on
+    however small a consistent gradient): the back of the skull eroded into a wall. With keep_hidden (the
+    default) those voxels end the fit exactly where the method started them; switched off they move."""
+    import numpy as np
+
+    from engine.fit.data import hidden_voxels
+    from engine.fit.photofit import PhotoFitConfig
+
+    assert PhotoFitConfig().keep_hidden
+    photo = demo_photo()
+    cfg = tiny_config(iterations=40)
+    ctx = fit_field(photo, cfg, analysis=None)
+    hidden = hidden_voxels(ctx.field, ctx.data, cfg, PhotoFitConfig().hidden_margin_voxels)
+    assert 0.05 < hidden.mean() < 0.6, hidden.mean()  # the inside and the back of the head, not the whole box
+    assert ctx.info_fit["hidden_voxel_frac"] == pytest.approx(hidden.mean(), abs=1e-3)
+    # the starting solid: the method's initial SDF on the same data
+    method = make_method(cfg)
+    start = method.initial_sdf(ctx.field, ctx.data, np.linalg.inv(ctx.data.cv_to_canon))
+    end = ctx.field.sdf[0, 0].detach().cpu().numpy()
+    assert np.array_equal(end[hidden], start[hidden])
+    assert not np.allclose(end[~hidden], start[~hidden])  # the seen voxels are fitted
+    off = fit_field(photo, tiny_config(iterations=40, method_options={"keep_hidden": 0}))
+    moved = np.abs(off.field.sdf[0, 0].detach().cpu().numpy() - start)[hidden]
+    assert moved.max() > 0.5 * off.field.voxel, moved.max()
+    assert "hidden_voxel_frac" not in off.info_fit

@@ -60,8 +60,8 @@ class FitMethod(Protocol):
 
 
 def method_options(config_type: type, overrides: dict):
-    """``config_type`` with ``overrides`` applied (numbers only; whole numbers for int options); a ValueError
-    naming the known options for an unknown one."""
+    """``config_type`` with ``overrides`` applied (numbers only; whole numbers for int options, 0 or 1 for
+    switches); a ValueError naming the known options for an unknown one."""
     kinds = {f.name: f.type for f in fields(config_type)}
     unknown = sorted(set(overrides) - set(kinds))
     if unknown:
@@ -70,7 +70,11 @@ def method_options(config_type: type, overrides: dict):
     for name, value in overrides.items():
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             raise ValueError(f"method option {name} must be a finite number, not {value!r}")
-        if kinds[name] in ("int", int):
+        if kinds[name] in ("bool", bool):  # a switch: 0 off, 1 on
+            if value not in (0, 1):
+                raise ValueError(f"method option {name} is a switch, 0 or 1, not {value!r}")
+            value = bool(value)
+        elif kinds[name] in ("int", int):
             if not float(value).is_integer():
                 raise ValueError(f"method option {name} must be a whole number, not {value!r}")
             value = int(value)

@@ -107,3 +107,36 @@ def ray_table(data: FitData) -> tuple[np.ndarray, ...]:
             col.append(part)
     out = [np.concatenate(c).astype(np.float32) for c in cols[:5]]
     return (*out, np.concatenate(cols[5]), np.concatenate(cols[6]))
+
+
+def hidden_voxels(field: RadianceField, data: FitData, cfg: BuildConfig, margin_voxels: float) -> np.ndarray:
+    """Boolean (G, G, G) grid, [z, y, x]: the SDF voxels no training view's rays reach — inside a view's matte
+    and more than ``margin_voxels`` behind its visible surface (the reference view's proxy front; an extra view's
+    rendered depth) — in every view. (What falls outside a view's picture is left free: the regularisers clear
+    the proxy's shoulders below the crop as before.) Only the regularisers would move them, and with Adam
+    a consistent regulariser gradient, however small, moves a voxel at the full learning rate: behind the face
+    that erodes every convex surface a few voxels per hundred steps (the back of the skull flattened into a
+    wall). Those voxels keep what the fitting method started from."""
+    from engine.fit.proxy_init import grid_points  # noqa: PLC0415 - proxy_init imports this module
+
+    pts = grid_points(field)
+    g = field.sdf.shape[-1]
+    hidden = np.ones(len(pts), bool)
+    views = data.views()
+    fronts = [data.proxy.front_m] + [view_depth_m(field, v, cfg) for v in views[1:]]
+    for view, front in zip(views, fronts, strict=True):
+        canon_to_cv = np.linalg.inv(np.asarray(view.cv_to_canon, np.float64))
+        pc = pts @ canon_to_cv[:3, :3].T + canon_to_cv[:3, 3]
+        z = pc[:, 2]
+        safe = np.where(z > 1e-6, z, 1.0)
+        u = view.intr.fx * pc[:, 0] / safe + view.intr.cx
+        v = view.intr.fy * pc[:, 1] / safe + view.intr.cy
+        h, w = view.matte.shape
+        inb = (z > 1e-6) & (u >= 0) & (v >= 0) & (u < w) & (v < h)
+        iu = np.clip(u.astype(np.int64), 0, w - 1)
+        iv = np.clip(v.astype(np.int64), 0, h - 1)
+        f = np.asarray(front, np.float64)[iv, iu]
+        margin_m = margin_voxels * field.voxel / similarity_scale(view.cv_to_canon)
+        behind = (view.matte[iv, iu] > 0.5) & np.isfinite(f) & (f > 0) & (z > f + margin_m)
+        hidden &= inb & behind
+    return hidden.reshape(g, g, g)

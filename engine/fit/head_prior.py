@@ -40,6 +40,37 @@ class HeadPriorConfig(ProxyInitConfig):
     """How far below eye height the hair layer reaches at the back, template metres."""
     brow_m: float = 0.03
     """Height above the eyes from which the proxy's reach beyond the template counts as hair, template metres."""
+    hair_taper_m: float = 0.04
+    """Over this height above the nape the hair layer thins to nothing (no shelf where it ends), template metres."""
+    seam_m: float = 0.03
+    """Behind the ear plane the unseen colour blends from the edge colour to the shaded hair colour over this
+    depth, template metres."""
+    template_sides: bool = True
+    """In front of the ear plane, outside the face's oval as the photo sees it, the fitted template is added to
+    the proxy (the ears, the side of the skull and jaw, which the proxy makes a flat wall with a groove)."""
+
+
+def _inside_oval(pts_cv: np.ndarray, data: FitData) -> np.ndarray:
+    """Whether cv-camera points (N, 3) project inside the face's oval (mediapipe's FACE_OVAL landmarks) in the
+    reference photo."""
+    from skimage.draw import polygon
+
+    from engine.rig.topology import contours
+
+    lm = data.landmarks_cv[contours()["oval"]]
+    h, w = data.matte.shape
+    mask = np.zeros((h, w), bool)
+    rr, cc = polygon(
+        data.intr.fy * lm[:, 1] / lm[:, 2] + data.intr.cy, data.intr.fx * lm[:, 0] / lm[:, 2] + data.intr.cx, (h, w)
+    )
+    mask[rr, cc] = True
+    z = np.where(pts_cv[:, 2] > 1e-6, pts_cv[:, 2], 1.0)
+    u = (data.intr.fx * pts_cv[:, 0] / z + data.intr.cx).astype(np.int64)
+    v = (data.intr.fy * pts_cv[:, 1] / z + data.intr.cy).astype(np.int64)
+    ok = (u >= 0) & (v >= 0) & (u < w) & (v < h) & (pts_cv[:, 2] > 1e-6)
+    out = np.zeros(len(pts_cv), bool)
+    out[ok] = mask[v[ok], u[ok]]
+    return out
 
 
 class HeadPriorFit(ProxyInitFit):
@@ -72,6 +103,7 @@ class HeadPriorFit(ProxyInitFit):
         template = occupancy_grid(verts_canon, tris, lo, vox, (g, g, g))
         proxy = proxy_occupancy(data.proxy, field, canon_to_cv, data.extra)
         self._frame = (s, rot, t, canon_to_cv)
+        self._field, self._light = field, None
         pts_cv = grid_points(field) @ canon_to_cv[:3, :3].T + canon_to_cv[:3, 3]
         local = self._local_cv(pts_cv).reshape(g, g, g, 3)
         reach = ndi.distance_transform_edt(~template) * vox * to_template_m
@@ -87,6 +119,8 @@ class HeadPriorFit(ProxyInitFit):
         # cutting the shoulders there thins the outline the photo sees at grazing rays.
         below_nape = local[..., 1] < o.nape_m
         occ = ((template | hair) & covered & ~front) | (proxy & (front | below_nape))
+        if o.template_sides:
+            occ |= template & covered & front & ~_inside_oval(pts_cv, data).reshape(g, g, g)
         beyond = proxy & ~template & front & (local[..., 1] > o.brow_m)
         self._colours = self._photo_colours(field, data, beyond, canon_to_cv)
         self.report = {
@@ -133,7 +167,8 @@ class HeadPriorFit(ProxyInitFit):
         d_side = np.where(x >= 0, side[0][row], side[1][row])
         d_mid = side.mean(0)[row]
         alpha = np.clip((np.pi - np.abs(np.arctan2(x, z))) / (np.pi / 2), 0.0, 1.0)
-        return alpha * d_side + (1.0 - alpha) * d_mid
+        taper = np.clip((y - o.nape_m) / o.hair_taper_m, 0.0, 1.0)
+        return (alpha * d_side + (1.0 - alpha) * d_mid) * taper
 
     def _photo_colours(self, field, data: FitData, beyond: np.ndarray, canon_to_cv) -> dict:
         """The photo's hair colour (median where the proxy reaches beyond the template above the brows) and skin
@@ -154,16 +189,59 @@ class HeadPriorFit(ProxyInitFit):
         hair = np.median(hair_px, axis=0) if len(hair_px) >= 20 else skin
         return {"skin": skin.astype(np.float32), "hair": hair.astype(np.float32)}
 
+    def _lighting(self, field, data: FitData, canon_to_cv) -> np.ndarray:
+        """The photo's light as a first-order spherical-harmonic shading ``a0 + a . n`` (4,), canonical normals,
+        fitted to the luminance of the face's landmarks relative to its median (the face's skin is one albedo to
+        first order); unit shading where too few landmarks are seen."""
+        import torch
+
+        lm = np.asarray(data.landmarks_cv[:468], np.float64)
+        u = data.intr.fx * lm[:, 0] / lm[:, 2] + data.intr.cx
+        v = data.intr.fy * lm[:, 1] / lm[:, 2] + data.intr.cy
+        h, w = data.matte.shape
+        ok = (u >= 0) & (v >= 0) & (u < w) & (v < h)
+        iu, iv = u.astype(int).clip(0, w - 1), v.astype(int).clip(0, h - 1)
+        ok &= data.matte[iv, iu] > 0.5
+        if ok.sum() < 30:
+            return np.array([1.0, 0.0, 0.0, 0.0])
+        lum = data.photo[iv[ok], iu[ok]].mean(1)
+        cv_to_canon = np.linalg.inv(canon_to_cv)
+        pc = lm[ok] @ cv_to_canon[:3, :3].T + cv_to_canon[:3, 3]
+        with torch.no_grad():
+            n = field.normal_at(torch.from_numpy(pc.astype(np.float32)).to(field.sdf.device)).cpu().numpy()
+        n = n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-6)
+        a = np.column_stack([np.ones(len(n)), n])
+        coef = np.linalg.lstsq(a, lum / max(float(np.median(lum)), 1e-3), rcond=None)[0]
+        return coef
+
     def unseen_colour(self, pts: np.ndarray, edge_colour: np.ndarray, data: FitData, canon_to_cv) -> np.ndarray:
         """Behind the ear plane and above the nape the photo sees nothing of the head but its hair: the photo's
-        hair colour there (no fans of edge colour, no clothing smeared up the back of the head). Below the nape
-        and in front, proxy-init's edge colour (long hair, the collar, the clothing at the sides)."""
-        local = self._local(np.asarray(pts, np.float64))
+        hair colour there, shaded by the photo's light on the starting solid's normals (no fans of edge colour,
+        no clothing smeared up the back of the head), blended from the edge colour across the ear plane. Below
+        the nape and in front, proxy-init's edge colour (long hair, the collar, the clothing at the sides)."""
+        import torch
+
+        o = self.options
+        pts = np.asarray(pts, np.float32)
+        local = self._local(pts.astype(np.float64))
         out = np.array(edge_colour, np.float32, copy=True)
-        out[(local[:, 2] < 0.0) & (local[:, 1] >= self.options.nape_m)] = self._colours["hair"]
+        sel = (local[:, 2] < 0.0) & (local[:, 1] >= o.nape_m)
+        if not sel.any():
+            return out
+        if self._light is None:  # the starting solid's normals are refreshed by now (init's colour targets)
+            self._light = self._lighting(self._field, data, canon_to_cv)
+        with torch.no_grad():
+            n = self._field.normal_at(torch.from_numpy(pts[sel]).to(self._field.sdf.device)).cpu().numpy()
+        n = n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-6)
+        shade = np.clip(self._light[0] + n @ self._light[1:], 0.35, 1.3)[:, None]
+        hair = np.clip(self._colours["hair"][None] * shade, 0.0, 1.0)
+        t = np.clip(-local[sel, 2] / o.seam_m, 0.0, 1.0)[:, None]
+        out[sel] = (1.0 - t) * out[sel] + t * hair
         return out
 
     def init(self, field, data, progress=None, cancel=None):
         state = super().init(field, data, progress, cancel)
+        if self._light is not None and "prior" in self.report:
+            self.report["prior"]["light_sh1"] = [round(float(c), 4) for c in self._light]
         state.info.update(self.report)
         return state

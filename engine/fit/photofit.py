@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from engine.config import BuildConfig
 from engine.fit.base import Cancel, FitReport, FitState, Progress, tick
-from engine.fit.data import ray_table
+from engine.fit.data import hidden_voxels, ray_table
 from engine.fit.losses import alpha_target, tv2, tv3
 from engine.render.renderer import RenderOptions, render_rays
 
@@ -53,6 +53,12 @@ class PhotoFitConfig:
     """Points per step for the symmetry and prior terms."""
     history_every: int = 25
     """Steps between two loss records in the manifest's fit history."""
+    keep_hidden: bool = True
+    """Voxels no view's rays reach keep the initial SDF (engine.fit.data.hidden_voxels); off, the regularisers
+    erode them."""
+    hidden_margin_voxels: float = 4.0
+    """How far behind a view's visible surface a voxel still counts as seen (the fit moves the surface by a few
+    voxels), voxels."""
 
 
 def surface_points(field, n: int, gen: torch.Generator) -> torch.Tensor:
@@ -89,6 +95,10 @@ def fit_to_photo(
     n_edge = int(cfg.rays_per_step * cfg.edge_ray_frac) if len(edge_idx) else 0
     n_fg = int(cfg.rays_per_step * o.near_matte_frac) - n_edge
     sym_pts = surface_points(field, o.symmetry_points, gen)
+    keep = None
+    if o.keep_hidden:
+        hidden = hidden_voxels(field, data, cfg, o.hidden_margin_voxels)
+        keep = torch.from_numpy(~hidden).to(dev, field.sdf.dtype)[None, None]
     history = []
     for i in range(cfg.iterations):
         idx = torch.cat(
@@ -123,9 +133,14 @@ def fit_to_photo(
         loss = l_rgb + o.w_alpha * l_alpha + o.w_depth * l_depth + o.w_symmetry * l_sym + o.w_prior * l_prior + l_tv
         opt.zero_grad()
         loss.backward()
+        if keep is not None:
+            field.sdf.grad.mul_(keep)
         opt.step()
         if i % o.history_every == 0 or i == cfg.iterations - 1:
             history.append({"step": i, "loss": float(loss.detach()), "rgb_mse": float(l_rgb.detach())})
         tick(progress, cancel, "fit", (i + 1) / max(1, cfg.iterations))
     field.refresh_normals()
-    return FitReport({"fit_s": time.perf_counter() - t0, "history": history})
+    info = {"fit_s": time.perf_counter() - t0, "history": history}
+    if keep is not None:
+        info["hidden_voxel_frac"] = round(1.0 - float(keep.mean()), 4)
+    return FitReport(info)
