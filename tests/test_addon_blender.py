@@ -539,6 +539,13 @@ def test_import_brings_the_asset_when_the_bundle_has_one(addon, bundle_dir, tmp_
     assert [k.name for k in skin.data.shape_keys.key_blocks] == ["Basis", *ARKIT_NAMES]
     assert sum(o.type == "ARMATURE" for o in sub.objects) == 1 and sum(o.type == "CAMERA" for o in sub.objects) == 1
     assert av.head is not None  # the bundle's own head stays
+    # nothing head-sized-plus in it (Blender's glTF importer leaves a 2 m bone-shape icosphere in the scene) and
+    # it starts hidden beside the scan head, out of renders
+    assert max(max(o.dimensions) for o in sub.objects if o.type == "MESH") < 0.5
+    assert sub.hide_render
+    assert all(
+        o.name in sub.objects for o in av.collection.all_objects if o.get(scene_io.common.ROLE, "").startswith("asset_")
+    )
     # a bundle without the asset: the same import as before the stage existed
     old = tmp_path / "old"
     shutil.copytree(bundle_dir, old)

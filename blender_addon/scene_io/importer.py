@@ -95,7 +95,8 @@ def _import_head(bundle: Bundle, coll: bpy.types.Collection, name: str) -> bpy.t
 def _import_asset(bundle: Bundle, coll: bpy.types.Collection, name: str) -> bpy.types.Collection | None:
     """The bundle's artist asset (asset/head.glb: skin with the 52 ARKit shape keys, eyes, teeth, tongue, the
     armature, the photo camera), when it has one, in a child collection ``{name} asset``; objects are named
-    ``{name} asset <part>`` and carry the role ``asset_<part>``. Bundles without an asset: nothing."""
+    ``{name} asset <part>`` and carry the role ``asset_<part>``; the collection starts hidden (below). Bundles
+    without an asset: nothing."""
     glb = bundle.file("asset_glb")
     if glb is None:
         return None
@@ -103,14 +104,37 @@ def _import_asset(bundle: Bundle, coll: bpy.types.Collection, name: str) -> bpy.
     coll.children.link(sub)
     before = set(bpy.data.objects)
     bpy.ops.import_scene.gltf(filepath=str(glb))
-    for o in [o for o in bpy.data.objects if o not in before]:
+    new = [o for o in bpy.data.objects if o not in before]
+    # Blender's glTF importer draws bones with a 2 m icosphere object it leaves in the scene: a custom bone
+    # shape needs no collection, and left in one it covers every render.
+    shapes = {pb.custom_shape for o in new if o.type == "ARMATURE" for pb in o.pose.bones if pb.custom_shape}
+    for o in new:
         for c in list(o.users_collection):
             c.objects.unlink(o)
+        if o in shapes:
+            continue
         sub.objects.link(o)
         part = o.name.split(".")[0]
         o.name = f"{name} asset {part}"
         o[ROLE] = f"asset_{part}"
+    # The scan head (the field's mesh, which the expression sliders and the neural render drive) and the asset
+    # sit in the same place: the asset starts hidden (its eye in the outliner, and out of renders) so the two
+    # never z-fight; the artist switches between them.
+    sub.hide_render = True
+    layer = _layer_collection(bpy.context.view_layer.layer_collection, sub)
+    if layer is not None:
+        layer.hide_viewport = True
     return sub
+
+
+def _layer_collection(root, coll):
+    if root.collection == coll:
+        return root
+    for child in root.children:
+        found = _layer_collection(child, coll)
+        if found is not None:
+            return found
+    return None
 
 
 def _import_with_blender(coll, name: str, path: Path, kind: str) -> bpy.types.Object:
