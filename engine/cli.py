@@ -322,7 +322,7 @@ def cmd_prepare_prior(args) -> int:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    from engine.config import DEVICES, LANDMARK_BACKENDS, QUALITIES
+    from engine.config import DEFAULT_METHOD, DEVICES, LANDMARK_BACKENDS, QUALITIES
 
     p = OneLineParser(prog="likeness", description="One portrait photo -> animatable 3D head.")
     p.add_argument("--version", action="version", version=f"likeness {__version__}")
@@ -349,9 +349,9 @@ def make_parser() -> argparse.ArgumentParser:
         sp.add_argument(
             "--method",
             type=fitting_method,
-            default="proxy-init",
-            help="fitting method: proxy-init | head-prior (the full-head prior; needs likeness prepare-prior) | "
-            "random-init",
+            default=DEFAULT_METHOD,
+            help="fitting method: head-prior (default: the full-head prior fitted to the photo; without a prepared "
+            "prior, one warning and the proxy alone) | proxy-init (the photo's proxy alone) | random-init",
         )
         sp.add_argument(
             "--method-option",

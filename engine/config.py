@@ -12,7 +12,7 @@ LandmarkBackend = Literal["auto", "mediapipe", "face-alignment"]
 QUALITIES: tuple[str, ...] = get_args(Quality)
 DEVICES: tuple[str, ...] = get_args(Device)
 LANDMARK_BACKENDS: tuple[str, ...] = get_args(LandmarkBackend)
-DEFAULT_METHOD = "proxy-init"
+DEFAULT_METHOD = "head-prior"
 
 
 @dataclass(frozen=True)

@@ -122,6 +122,7 @@ def _proxy(ctx: BuildContext) -> None:
         ctx.an, ctx.cfg, ctx.device, ctx.extra_views, face_frame=ctx.face_frame
     )
     ctx.method.check(ctx.field, ctx.data)
+    ctx.warnings.extend(getattr(ctx.method, "warnings", ()))  # e.g. head-prior without a prepared prior
 
 
 def _init(ctx: BuildContext) -> None:

@@ -119,3 +119,25 @@ def test_a_head_prior_build_has_a_skull_behind_the_ears_and_records_the_fit(prio
     head = trimesh.load(out / "head.obj", process=False, force="mesh")
     back_of_head = verts[prior.part == 0][:, 2].min()
     assert head.vertices[:, 2].min() < back_of_head + 0.02, "the field's mesh reaches the template's back of skull"
+
+
+def test_without_a_prepared_prior_the_default_build_goes_on_from_the_proxy_with_one_warning(
+    tmp_path, tiny_config, monkeypatch
+):
+    """head-prior is the default method; an unprepared (or unreadable) prior is one warning in the manifest and
+    the proxy-init start, never a failed build. The asset stage skips itself the same way."""
+    from engine.config import DEFAULT_METHOD
+    from engine.io.images import demo_photo
+    from engine.pipeline import build_avatar
+
+    assert DEFAULT_METHOD == "head-prior" and tiny_config().method == "head-prior"
+    monkeypatch.setenv("LIKENESS_CACHE_DIR", str(tmp_path / "empty-cache"))
+    out = tmp_path / "noprior"
+    m = build_avatar(demo_photo(), tiny_config(), out, source_name="astronaut.png")
+    manifest = json.loads((out / "manifest.json").read_text())
+    codes = [w["code"] for w in manifest["warnings"]]
+    assert "prior_missing" in codes, manifest["warnings"]
+    (msg,) = [w["message"] for w in manifest["warnings"] if w["code"] == "prior_missing"]
+    assert "likeness prepare-prior" in msg and "\n" not in msg
+    assert "prior" not in manifest and "prior_obj" not in m["files"]
+    assert manifest["metrics"]["mesh_matte_iou"] > 0.8

@@ -1,5 +1,7 @@
-"""``head-prior``: the field starts from the full-head prior fitted to the photo (engine.prior), with what covers
-the skull in the photo as a layer over it, then the same colour initialisation and photo fit as proxy-init.
+"""``head-prior`` (the default method): the field starts from the full-head prior fitted to the photo
+(engine.prior), with what covers the skull in the photo as a layer over it, then the same colour initialisation
+and photo fit as proxy-init. Without a prepared prior the build goes on from the proxy alone, as proxy-init,
+with one warning in the manifest.
 
 The starting solid, on the field's grid (template frame: origin between the ears at eye height, +z the face):
 - in front of the ear plane (z >= 0) the photo's head proxy as proxy-init has it: the face, hair, shoulders and
@@ -14,18 +16,20 @@ plane."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.ndimage as ndi
 
-from engine.errors import InputError
 from engine.field.model import RadianceField
 from engine.fit.data import FitData, similarity_scale
 from engine.fit.proxy_init import ProxyInitConfig, ProxyInitFit, grid_points, occupancy_sdf, proxy_occupancy
-from engine.prior import load_prior
+from engine.prior import PriorMissing, load_prior
 from engine.prior.fit import closed_skin, fit_to_landmarks, occupancy_grid
 from engine.proxy.head import matte_covers_cv
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -82,16 +86,34 @@ class HeadPriorFit(ProxyInitFit):
     def __init__(self, cfg, options: HeadPriorConfig | None = None) -> None:
         super().__init__(cfg, options or HeadPriorConfig())
         self.prior = None
+        self.fitted = None
+        self._light = None
         self.report: dict = {}
+        self.warnings: list[dict] = []
 
     def check(self, field: RadianceField, data: FitData) -> None:
-        """The prior must be prepared (PriorMissing, exit 2, names the command) and the photo's landmarks known."""
-        self.prior = load_prior()
+        """Without a prepared prior (or the photo's landmarks) the build goes on from the photo's proxy alone, as
+        proxy-init does, with one warning (``self.warnings``, the manifest's) saying why and what prepares it."""
+        self.warnings = []
+        try:
+            self.prior = load_prior()
+        except PriorMissing as exc:
+            self.prior = None
+            self._fallback("prior_missing", f"{exc.message}; {exc.hint}")
+            return
         if data.landmarks_cv is None:
-            raise InputError("the head-prior method needs the photo's landmarks", "use proxy-init for this build")
+            self.prior = None
+            self._fallback("prior_unfitted", "the photo's landmarks are unknown, so the head prior cannot be fitted")
+
+    def _fallback(self, code: str, why: str) -> None:
+        msg = f"{why}: the head was started from the photo's proxy alone (as proxy-init), without the full-head prior"
+        log.warning(msg)
+        self.warnings.append({"code": code, "message": msg})
 
     def initial_sdf(self, field: RadianceField, data: FitData, canon_to_cv: np.ndarray) -> np.ndarray:
-        o, prior = self.options, self.prior or load_prior()
+        if self.prior is None:
+            return super().initial_sdf(field, data, canon_to_cv)
+        o, prior = self.options, self.prior
         fitted = fit_to_landmarks(prior, data.landmarks_cv)
         s, rot, t = fitted.similarity
         cv_to_canon = np.asarray(data.cv_to_canon, np.float64)
@@ -103,7 +125,7 @@ class HeadPriorFit(ProxyInitFit):
         template = occupancy_grid(verts_canon, tris, lo, vox, (g, g, g))
         proxy = proxy_occupancy(data.proxy, field, canon_to_cv, data.extra)
         self._frame = (s, rot, t, canon_to_cv)
-        self._field, self._light = field, None
+        self._field, self._light, self._sides = field, None, None
         pts_cv = grid_points(field) @ canon_to_cv[:3, :3].T + canon_to_cv[:3, 3]
         local = self._local_cv(pts_cv).reshape(g, g, g, 3)
         reach = ndi.distance_transform_edt(~template) * vox * to_template_m
@@ -216,13 +238,16 @@ class HeadPriorFit(ProxyInitFit):
 
     def unseen_colour(self, pts: np.ndarray, edge_colour: np.ndarray, data: FitData, canon_to_cv) -> np.ndarray:
         """Behind the ear plane and above the nape the photo sees nothing of the head but its hair: the photo's
-        hair colour there, shaded by the photo's light on the starting solid's normals (no fans of edge colour,
-        no clothing smeared up the back of the head), blended from the edge colour across the ear plane. Below
-        the nape and in front, proxy-init's edge colour (long hair, the collar, the clothing at the sides)."""
+        hair colour there, shaded by the photo's light across the head (its left-right and up-down parts) on the
+        starting solid's normals (no fans of edge colour, no clothing smeared up the back of the head), blended
+        from the edge colour across the ear plane. Below the nape behind the ear plane, the colour of the
+        person's sides at the same height (:meth:`_side_rows`). In front, proxy-init's edge colour."""
         import torch
 
         o = self.options
         pts = np.asarray(pts, np.float32)
+        if self.prior is None:
+            return super().unseen_colour(pts, edge_colour, data, canon_to_cv)
         local = self._local(pts.astype(np.float64))
         out = np.array(edge_colour, np.float32, copy=True)
         sel = (local[:, 2] < 0.0) & (local[:, 1] >= o.nape_m)
@@ -233,11 +258,49 @@ class HeadPriorFit(ProxyInitFit):
         with torch.no_grad():
             n = self._field.normal_at(torch.from_numpy(pts[sel]).to(self._field.sdf.device)).cpu().numpy()
         n = n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-6)
-        shade = np.clip(self._light[0] + n @ self._light[1:], 0.35, 1.3)[:, None]
+        # One photo says how the light falls across the face (left-right, up-down), not how it reaches the
+        # back: the back keeps the seen hair's brightness, shaded only by the light's lateral and vertical parts.
+        shade = np.clip(1.0 + n[:, 0] * self._light[1] + n[:, 1] * self._light[2], 0.5, 1.3)[:, None]
         hair = np.clip(self._colours["hair"][None] * shade, 0.0, 1.0)
         t = np.clip(-local[sel, 2] / o.seam_m, 0.0, 1.0)[:, None]
         out[sel] = (1.0 - t) * out[sel] + t * hair
+        below = (local[:, 2] < 0.0) & (local[:, 1] < o.nape_m)
+        if below.any():
+            pc = pts[below].astype(np.float64) @ canon_to_cv[:3, :3].T + canon_to_cv[:3, 3]
+            row = data.intr.fy * pc[:, 1] / np.maximum(pc[:, 2], 1e-6) + data.intr.cy
+            sides = self._side_rows(data)
+            side = sides[np.clip(row.astype(np.int64), 0, len(sides) - 1)]
+            t = np.clip(-local[below, 2] / o.seam_m, 0.0, 1.0)[:, None]
+            out[below] = (1.0 - t) * out[below] + t * side
         return out
+
+    def _side_rows(self, data: FitData) -> np.ndarray:
+        """Per photo row (H, 3): the median colour of the person's outermost pixels in that row (the outer 15 % of
+        the matte's extent on either side: the neck's skin, long hair, the shoulders' clothing), filled up and
+        down where a row has no person and smoothed over 2 % of the height. Below the nape the back of the
+        person takes the colour of its sides at the same height: no fan or stripe from the head's centre."""
+        if getattr(self, "_sides", None) is not None:
+            return self._sides
+        m = data.matte > 0.5
+        h = m.shape[0]
+        rows = np.full((h, 3), np.nan, np.float32)
+        for v in range(h):
+            cols = np.nonzero(m[v])[0]
+            if len(cols) < 8:
+                continue
+            lo, hi = cols[0], cols[-1]
+            band = max(2, int(0.15 * (hi - lo)))
+            pick = np.r_[cols[cols <= lo + band], cols[cols >= hi - band]]
+            rows[v] = np.median(data.photo[v, pick], axis=0)
+        ok = np.isfinite(rows[:, 0])
+        if not ok.any():
+            self._sides = np.broadcast_to(self._colours["skin"], (h, 3)).astype(np.float32)
+            return self._sides
+        idx = np.arange(h)
+        for c in range(3):
+            rows[:, c] = np.interp(idx, idx[ok], rows[ok, c])
+        self._sides = ndi.gaussian_filter1d(rows, max(1.0, 0.02 * h), axis=0, mode="nearest").astype(np.float32)
+        return self._sides
 
     def init(self, field, data, progress=None, cancel=None):
         state = super().init(field, data, progress, cancel)

@@ -30,7 +30,11 @@ class BuildOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     quality: Quality = "standard"
-    method: str = Field(DEFAULT_METHOD, description="fitting method: proxy-init (default) | random-init")
+    method: str = Field(
+        DEFAULT_METHOD,
+        description="fitting method: head-prior (default: the full-head prior; the proxy alone where "
+        "it is not prepared) | proxy-init | random-init",
+    )
     face_index: int = Field(0, description=f"which face, largest first: {RANGES['face_index'].describe()}")
     focal_35mm: float = Field(0.0, description=f"35 mm-equivalent focal length: {RANGES['focal_35mm'].describe()}")
 
