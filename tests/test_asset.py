@@ -66,6 +66,64 @@ def test_intersections_and_loops_on_small_meshes():
     assert abs(ratio[0] - 2.0) < 1e-9
 
 
+def _crumpled_sphere(n: int, noise_m: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A latitude-longitude sphere of radius 0.1 m ((n + 1) x n vertices), its vertices jittered: it crosses
+    itself more the larger ``noise_m``."""
+    rng = np.random.default_rng(seed)
+    th, ph = np.meshgrid(np.linspace(0.05, np.pi - 0.05, n + 1), np.linspace(0, 2 * np.pi, n, endpoint=False))
+    v = 0.1 * np.stack([np.sin(th) * np.cos(ph), np.cos(th), np.sin(th) * np.sin(ph)], -1).reshape(-1, 3)
+    idx = np.arange(n * (n + 1)).reshape(n, n + 1)
+    a, b = idx[:, :-1], idx[:, 1:]
+    c, d = np.roll(a, -1, 0), np.roll(b, -1, 0)
+    tris = np.concatenate([np.stack([a, b, d], -1).reshape(-1, 3), np.stack([a, d, c], -1).reshape(-1, 3)])
+    return v + rng.normal(0.0, noise_m, v.shape), tris
+
+
+def test_intersecting_pairs_grid_matches_the_reference():
+    from engine.asset.measure import intersecting_pairs_reference
+
+    for noise, seed in ((0.0, 0), (0.002, 1), (0.006, 2)):
+        v, tris = _crumpled_sphere(40, noise, seed)
+        fast, slow = intersecting_pairs(v, tris), intersecting_pairs_reference(v, tris)
+        assert np.array_equal(fast, slow), (noise, len(fast), len(slow))
+        assert (len(fast) == 0) == (noise == 0.0)
+    v, tris = _crumpled_sphere(30, 0.001, 3)
+    w, wtris = _crumpled_sphere(20, 0.001, 4)
+    w = 0.4 * w + [0.0, 0.09, 0.0]  # a small ball through the big one's top: two meshes crossing
+    fast = intersecting_pairs(v, tris, (w, wtris))
+    assert len(fast) > 0 and np.array_equal(fast, intersecting_pairs_reference(v, tris, (w, wtris)))
+    assert len(intersecting_pairs(v, tris, (w + [1.0, 0.0, 0.0], wtris))) == 0
+
+
+def test_uv_layout_cache_on_disk(tmp_path, monkeypatch):
+    import engine.asset.uvpack as uvpack
+    from engine.asset.parts import split_parts
+
+    prior = _prior()
+    monkeypatch.setenv("LIKENESS_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(uvpack, "_LAYOUTS", {})
+    computed = []
+    real = uvpack.atlas_layout
+    monkeypatch.setattr(uvpack, "atlas_layout", lambda *a: computed.append(1) or real(*a))
+    first, report = uvpack.packed_parts(split_parts(prior), prior.vertices)
+    files = list((tmp_path / "prior").glob("uvlayout-*.npz"))
+    assert len(computed) == 1 and len(files) == 1
+    uvpack._LAYOUTS.clear()  # a new process: read from the file, not computed
+    again, report2 = uvpack.packed_parts(split_parts(prior), prior.vertices)
+    assert len(computed) == 1 and report2 == report
+    assert all(np.array_equal(first[n].uv, again[n].uv) for n in first)
+    for damage in (b"not a zip", b""):  # a corrupt or truncated file is computed again and rewritten
+        files[0].write_bytes(damage)
+        uvpack._LAYOUTS.clear()
+        again, _ = uvpack.packed_parts(split_parts(prior), prior.vertices)
+        assert all(np.array_equal(first[n].uv, again[n].uv) for n in first)
+    assert len(computed) == 3 and uvpack._read_layout(files[0], split_parts(prior)) is not None
+    files[0].unlink()  # missing: computed and written
+    uvpack._LAYOUTS.clear()
+    uvpack.packed_parts(split_parts(prior), prior.vertices)
+    assert len(computed) == 4 and files[0].is_file()
+
+
 def test_parts_split_at_uv_seams_and_map_back():
     from engine.asset.parts import ASSET_PARTS, split_parts
 

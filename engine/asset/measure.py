@@ -69,9 +69,79 @@ def _segment_hits(p0, p1, a, b, c, eps=1e-9) -> np.ndarray:
     return ok & (u > eps) & (v > eps) & (u + v < 1 - eps) & (t > eps) & (t < 1 - eps)
 
 
+def _candidate_pairs(lo: np.ndarray, hi: np.ndarray, cell: float) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (i < j) of boxes (N, 3) ``lo``..``hi`` that share a cell of a uniform grid of side ``cell`` and whose
+    boxes overlap: every overlapping pair, each once."""
+    a = np.floor(lo / cell).astype(np.int64)
+    b = np.floor(hi / cell).astype(np.int64)
+    span = b - a + 1
+    per = span.prod(1)
+    box = np.repeat(np.arange(len(lo)), per)
+    k = np.arange(len(box)) - np.repeat(np.cumsum(per) - per, per)  # which of its cells, 0..per-1
+    sx, sy = span[box, 0], span[box, 1]
+    cells = a[box] + np.stack([k % sx, (k // sx) % sy, k // (sx * sy)], 1)
+    cells -= cells.min(0)
+    dims = cells.max(0) + 1
+    key = (cells[:, 0] * dims[1] + cells[:, 1]) * dims[2] + cells[:, 2]
+    order = np.argsort(key, kind="stable")
+    key, box = key[order], box[order]
+    start = np.r_[0, np.nonzero(np.diff(key))[0] + 1]
+    size = np.diff(np.r_[start, len(key)])
+    # each entry pairs with the entries after it in its cell's run
+    later = np.repeat(start + size, size) - np.arange(len(key)) - 1
+    ii = np.repeat(np.arange(len(key)), later)
+    jj = ii + 1 + (np.arange(len(ii)) - np.repeat(np.cumsum(later) - later, later))
+    i, j = box[ii], box[jj]
+    i, j = np.minimum(i, j), np.maximum(i, j)
+    keep = i != j
+    pair = np.unique(i[keep] * len(lo) + j[keep])
+    i, j = pair // len(lo), pair % len(lo)
+    overlap = np.all((lo[i] <= hi[j]) & (lo[j] <= hi[i]), axis=1)
+    return i[overlap], j[overlap]
+
+
+def _crossing(pa, ta, ii, pb, tb, jj) -> np.ndarray:
+    """(P,) True where triangle ``ta[ii]`` of ``pa`` and ``tb[jj]`` of ``pb`` cross: an edge of one pierces the
+    other."""
+    hit = np.zeros(len(ii), bool)
+    for t1, t2, p1, p2, i1, i2 in ((ta, tb, pa, pb, ii, jj), (tb, ta, pb, pa, jj, ii)):
+        a, b, c = (p2[t2[i2, k]] for k in range(3))
+        for k in range(3):
+            hit |= _segment_hits(p1[t1[i1, k]], p1[t1[i1, (k + 1) % 3]], a, b, c)
+    return hit
+
+
 def intersecting_pairs(verts: np.ndarray, tris: np.ndarray, other: tuple | None = None) -> np.ndarray:
-    """(P, 2) pairs of triangles that cross each other (sharing no vertex). With ``other`` = (verts2, tris2):
-    pairs (i in tris, j in tris2) between two meshes instead."""
+    """(P, 2) pairs of triangles that cross each other (sharing no vertex), sorted. With ``other`` = (verts2,
+    tris2): pairs (i in tris, j in tris2) between two meshes instead.
+
+    Only triangles whose bounding boxes overlap are tested, found with a uniform grid of about one triangle's
+    size; :func:`intersecting_pairs_reference` is the slow twin (tests compare them)."""
+    va = np.asarray(verts, np.float64)
+    tris = np.asarray(tris, np.int64)
+    vb, tb = (va, tris) if other is None else (np.asarray(other[0], np.float64), np.asarray(other[1], np.int64))
+    pa, pb = va[tris], vb[tb]
+    lo, hi = np.concatenate([pa.min(1), pb.min(1)]), np.concatenate([pa.max(1), pb.max(1)])
+    if len(lo) == 0:
+        return np.zeros((0, 2), np.int64)
+    cell = max(float(np.median((hi - lo).max(1))), 1e-9)
+    i, j = _candidate_pairs(lo, hi, cell)
+    na = len(tris)
+    if other is None:
+        i, j = i[j < na], j[j < na]
+        shared = (tris[i][:, :, None] == tris[j][:, None, :]).any((1, 2))
+        i, j = i[~shared], j[~shared]
+    else:
+        cross = (i < na) & (j >= na)
+        i, j = i[cross], j[cross] - na
+    hit = _crossing(va, tris, i, vb, tb, j)
+    out = np.stack([i[hit], j[hit]], 1)
+    return out[np.lexsort((out[:, 1], out[:, 0]))]
+
+
+def intersecting_pairs_reference(verts: np.ndarray, tris: np.ndarray, other: tuple | None = None) -> np.ndarray:
+    """:func:`intersecting_pairs` the slow, obvious way: every pair of triangles whose bounding spheres meet
+    (a k-d tree over the centroids at the largest radius), sorted."""
     va = np.asarray(verts, np.float64)
     vb, tb = (va, tris) if other is None else (np.asarray(other[0], np.float64), other[1])
     ca, cb = va[tris].mean(1), vb[tb].mean(1)
@@ -88,12 +158,9 @@ def intersecting_pairs(verts: np.ndarray, tris: np.ndarray, other: tuple | None 
         ii, jj = ii[~shared], jj[~shared]
     close = np.linalg.norm(ca[ii] - cb[jj], axis=1) <= ra[ii] + rb[jj]
     ii, jj = ii[close], jj[close]
-    hit = np.zeros(len(ii), bool)
-    for ta, tb_, pa, pb, i1, i2 in ((tris, tb, va, vb, ii, jj), (tb, tris, vb, va, jj, ii)):
-        a, b, c = (pb[tb_[i2, k]] for k in range(3))
-        for k in range(3):
-            hit |= _segment_hits(pa[ta[i1, k]], pa[ta[i1, (k + 1) % 3]], a, b, c)
-    return np.stack([ii[hit], jj[hit]], 1)
+    hit = _crossing(va, tris, ii, vb, tb, jj)
+    out = np.stack([ii[hit], jj[hit]], 1)
+    return out[np.lexsort((out[:, 1], out[:, 0]))]
 
 
 def uv_stretch(positions: np.ndarray, uv: np.ndarray, tris: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
