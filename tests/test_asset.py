@@ -228,6 +228,23 @@ def test_asset_stats(asset_dir):
 
 
 @pytest.mark.slow
+def test_asset_rig_check_script(asset_dir, tmp_path):
+    from PIL import Image
+
+    sheet = tmp_path / "rig_heat.png"
+    p = subprocess.run([sys.executable, str(REPO / "scripts" / "asset_rig_check.py"), str(asset_dir), "-o", str(sheet),
+                        "--size", "96"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)
+    assert len(r["keys"]) == 52 and Image.open(sheet).size == (8 * 96, 7 * (96 + 14))
+    jaw = r["keys"]["jawOpen"]
+    assert jaw["skin_max_neck_cut_mm"] <= 0.2 and jaw["skin_max_2cm_below_chin_mm"] <= 2.0
+    assert r["bars"]["jaw_parts_follow"] and r["bars"]["eyeLook_max_rigid_rms_mm"] < 0.1
+    info = json.loads((asset_dir / "asset.json").read_text())
+    assert "jawOpen" in info["rig"]["neck_motion_removed_max_mm"]
+
+
+@pytest.mark.slow
 def test_asset_glb_passes_the_validator(asset_dir):
     if shutil.which("node") is None or not (NODE_MODULES / "gltf-validator").is_dir():
         pytest.skip("node or the gltf-validator npm package is not installed (make installs it when npm exists)")

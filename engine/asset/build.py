@@ -17,6 +17,7 @@ from PIL import Image
 from engine.asset.gltf import CameraOut, Joint, MeshOut, build_glb
 from engine.asset.measure import intersecting_pairs
 from engine.asset.parts import ASSET_PARTS, Part, split_parts, template_edges
+from engine.asset.rig import clean_deltas
 from engine.asset.snap import find_surface, snap_skin
 from engine.asset.texture import SCLERA_RGB, TEETH_RGB, TONGUE_RGB, AtlasPart, bake_atlas, eye_sampling
 from engine.asset.uvpack import packed_parts
@@ -44,9 +45,9 @@ JOINTS_TEMPLATE = {"neck": (0.0, -0.11, -0.02), "head": (0.0, -0.04, -0.01)}
 @dataclass(frozen=True)
 class Asset:
     """The assembled asset in world metres. ``neutral`` (V, 3) template-indexed vertices (ARKit weights 0, skin
-    snapped), ``posed`` the same with the photo's expression, ``deltas`` (52, V, 3) world ARKit deltas,
-    ``expression`` (52,), ``snap_m`` (V, 3) the displacement added to the skin, ``similarity`` (s, R, t)
-    template -> world, ``info`` what asset.json holds."""
+    snapped), ``posed`` the same with the photo's expression, ``deltas`` (52, V, 3) world ARKit deltas (the
+    template's, cleaned by engine.asset.rig.clean_deltas), ``expression`` (52,), ``snap_m`` (V, 3) the
+    displacement added to the skin, ``similarity`` (s, R, t) template -> world, ``info`` what asset.json holds."""
 
     prior: HeadPrior
     parts: dict[str, Part]
@@ -105,8 +106,9 @@ def assemble(avatar, prior: HeadPrior | None = None, landmarks_world: np.ndarray
     fitted = fit_to_landmarks(prior, lms)
     s, rot, t = fitted.similarity
     neutral = s * prior.shaped(fitted.coeffs) @ rot.T + t
-    posed = np.asarray(fitted.vertices, np.float64)
-    deltas = s * prior.arkit_deltas @ rot.T
+    clean, rig_note = clean_deltas(prior)  # the template's keys, made to move only what they name (rig.py)
+    deltas = s * clean @ rot.T
+    posed = neutral + np.tensordot(np.asarray(fitted.expression, np.float64), deltas, axes=1)
     ids, tris, edges = _skin(prior)
     sign = _outward(prior.vertices[ids], tris)
     normals = sign * vertex_normals(posed[ids], tris)
@@ -132,6 +134,7 @@ def assemble(avatar, prior: HeadPrior | None = None, landmarks_world: np.ndarray
     snapped = snap.weight > 0.5
     info = {
         "uv_layout": layout,
+        "rig": rig_note,
         "fit": {"rms_landmarks_mm": round(1000 * fitted.rms_m, 2), "scale": round(float(s), 5)},
         "snap": {
             "band_m": 0.015,
