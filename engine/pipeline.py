@@ -322,9 +322,9 @@ class Stage:
 
 
 ASSET_WEIGHT = 15.0
-"""The asset stage: 5 s beside ~35 s for the rest of a draft build of the demo (2 shared CPU cores, texture 1024,
-the UV layout cached on disk; scripts/bench_asset.py), in the units of the other weights (a draft build without
-the asset sums to 100)."""
+"""The asset stage: 5-6.5 s beside ~33 s for the rest of a draft build of the demo (2 shared CPU cores, texture
+1024, the UV layout cached on disk, the albedo 1 s more; scripts/bench_asset.py), in the units of the other weights
+(a draft build without the asset sums to 100)."""
 STAGES: tuple[Stage, ...] = (
     Stage("analyse", 0.5, _analyse),
     Stage("proxy", 0.1, _proxy),

@@ -64,6 +64,7 @@ def main(argv: list[str]) -> int:
     _timed(build, "packed_parts", steps, "uv_layout")
     _timed(build, "bake", steps, "bake")
     _timed(build, "glb_bytes", steps, "glb")
+    _timed(build, "lighting", steps, "lighting")
     _timed(stats, "asset_summary", steps, "summary")
     _timed(uvpack, "atlas_layout", steps, "uv_layout_computed")
     t_import = time.perf_counter() - t_import

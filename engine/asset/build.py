@@ -1,6 +1,6 @@
 """Assemble the artist asset from a bundle: the head prior fitted to the bundle's landmarks, its skin snapped to
-the field's face, one texture atlas on the template UVs, written as ``head.glb`` (+ ``texture.png``,
-``skin.obj`` with the template's quads, ``asset.json``) in the asset folder. docs/ASSET.md."""
+the field's face, one texture atlas on the template UVs, written as ``head.glb`` (+ ``texture.png``, its de-lit
+``albedo.png``, ``skin.obj`` with the template's quads, ``asset.json``) in the asset folder. docs/ASSET.md."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from engine.asset.delight import delight, texel_attributes, unit
 from engine.asset.gltf import CameraOut, Joint, MeshOut, build_glb
 from engine.asset.measure import intersecting_pairs
 from engine.asset.parts import ASSET_PARTS, Part, split_parts, template_edges
 from engine.asset.rig import clean_deltas
-from engine.asset.snap import find_surface, snap_skin
+from engine.asset.snap import face_weight, find_surface, front_visible, smoothstep, snap_skin
 from engine.asset.texture import SCLERA_RGB, TEETH_RGB, TONGUE_RGB, AtlasPart, bake_atlas, eye_sampling
 from engine.asset.uvpack import packed_parts
 from engine.avatar import load_avatar, load_landmarks_world
@@ -38,6 +39,8 @@ INNER_RADIUS_M = 0.008
 """Eyes, teeth and tongue move with the mean displacement of the skin within this of their own extent."""
 MATERIALS = [{"name": "likeness_skin", "roughness": 0.6}, {"name": "likeness_eye", "roughness": 0.15}]
 MATERIALS += [{"name": "likeness_mouth", "roughness": 0.35}]
+FACE_FACING = 0.3
+"""Face texels whose normal is at more than acos(0.3) = 73 deg from the photo camera are left out of the light fit."""
 JOINTS_TEMPLATE = {"neck": (0.0, -0.11, -0.02), "head": (0.0, -0.04, -0.01)}
 """Joint heads on the neutral template (metres, the prior's frame); the eye joints sit at the eyeballs' centres."""
 
@@ -176,6 +179,28 @@ def bake(asset: Asset, avatar, size: int) -> tuple[np.ndarray, np.ndarray]:
     return bake_atlas(pieces, col, size)
 
 
+def lighting(asset: Asset, avatar, texture: np.ndarray, covered: np.ndarray) -> tuple[np.ndarray, dict]:
+    """The albedo (size, size, 3) uint8 of the baked ``texture`` and the photo's lighting (engine.asset.delight):
+    the SH shading fitted on the face's texels (in front of the ears, below the hairline, above the neck, not in a
+    cavity, facing the photo's camera by more than FACE_FACING) and divided out on the skin's."""
+    prior, v = asset.prior, asset.posed
+    ids, tris, _ = _skin(prior)
+    normals = np.zeros_like(v)
+    normals[ids] = _outward(prior.vertices[ids], tris) * vertex_normals(v[ids], tris)
+    weight = np.zeros(len(v))
+    weight[ids] = face_weight(prior.vertices[ids]) * front_visible(prior.vertices[ids], tris)
+    skin = asset.parts["skin"]
+    tv = skin.template_vertex
+    attrs, on_skin = texel_attributes(skin.uv, skin.triangles, np.c_[normals[tv], weight[tv]], texture.shape[0])
+    n = unit(attrs[..., :3])
+    to_camera = np.asarray(avatar.photo_cam2world, np.float64)[:3, 2]  # gl camera: +Z points back at the viewer
+    facing = n @ to_camera
+    face = on_skin & (attrs[..., 3] > 0.5) & (facing > FACE_FACING)
+    # the light is divided out where the photo saw the skin (the face region, facing the camera), not beyond
+    seen = np.clip(attrs[..., 3], 0.0, 1.0) * smoothstep(facing, 0.0, FACE_FACING)
+    return delight(texture, n, on_skin, face, covered, seen)
+
+
 def glb_bytes(asset: Asset, avatar, texture: np.ndarray) -> bytes:
     prior = asset.prior
     ids, tris, _ = _skin(prior)
@@ -240,6 +265,8 @@ def write_asset(
     out.mkdir(parents=True, exist_ok=True)
     (out / FILES["glb"]).write_bytes(glb_bytes(asset, avatar, tex))
     write_png(out / FILES["texture"], tex)
+    albedo, light = lighting(asset, avatar, tex, covered)
+    write_png(out / FILES["albedo"], albedo)
     skin = asset.parts["skin"]
     write_quad_obj(out / FILES["skin_obj"], asset.neutral[skin.template_vertex], skin.quads, skin.uv, skin.quads)
     info = {
@@ -251,6 +278,7 @@ def write_asset(
         "parts": list(ASSET_PARTS),
         "files": dict(FILES),
         "expression": dict(zip(asset.prior.arkit_names, np.round(asset.expression, 4).tolist(), strict=True)),
+        "lighting": light,
         **asset.info,
     }
     (out / FILES["info"]).write_text(json.dumps(info, indent=1))

@@ -29,6 +29,7 @@ OPTIONAL_FILES: dict[str, str] = {
     "prior_obj": "prior_head.obj",
     "asset_glb": f"{ASSET_DIR}/head.glb",
     "asset_texture": f"{ASSET_DIR}/texture.png",
+    "asset_albedo": f"{ASSET_DIR}/albedo.png",
     "asset_skin_obj": f"{ASSET_DIR}/skin.obj",
     "asset_info": f"{ASSET_DIR}/asset.json",
 }
