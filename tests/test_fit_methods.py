@@ -47,13 +47,19 @@ def test_registry_lists_methods_and_refuses_a_second_one_of_a_name():
 def test_unknown_methods_and_options_are_refused_naming_the_known_ones(tiny_config):
     with pytest.raises(UnknownMethod) as exc:
         make_method(tiny_config(method="nope"))
-    assert "proxy-init" in exc.value.hint and "random-init" in exc.value.hint and exc.value.exit_code == 2
+    hint = exc.value.hint
+    assert all(n in hint for n in ("head-prior", "proxy-init", "random-init")) and exc.value.exit_code == 2
     with pytest.raises(UnknownMethod, match="w_alpha"):
         make_method(tiny_config(method_options={"w_alfa": 0.2}))
     with pytest.raises(UnknownMethod, match="whole number"):
         make_method(tiny_config(method_options={"init_batch": 10.5}))
-    m = make_method(tiny_config(method_options={"w_alpha": 0.2, "init_batch": 4096.0}))
+    m = make_method(tiny_config(method="proxy-init", method_options={"w_alpha": 0.2, "init_batch": 4096.0}))
     assert m.options == ProxyInitConfig(w_alpha=0.2, init_batch=4096) and isinstance(m.options.init_batch, int)
+    # the default method's config extends proxy-init's: the same names reach it, and its switches are 0 or 1
+    hp = make_method(tiny_config(method_options={"w_alpha": 0.2, "template_sides": 0}))
+    assert hp.name == "head-prior" and hp.options.w_alpha == 0.2 and hp.options.template_sides is False
+    with pytest.raises(UnknownMethod, match="0 or 1"):
+        make_method(tiny_config(method_options={"template_sides": 0.5}))
 
 
 def test_cli_refuses_an_unknown_method_before_any_work(tmp_path, capsys):
@@ -69,12 +75,12 @@ def test_cli_refuses_an_unknown_method_before_any_work(tmp_path, capsys):
 
 def test_fit_field_runs_the_builds_own_stages_and_options_change_only_what_they_name(tiny_config):
     photo = demo_photo()
-    base = fit_field(photo, tiny_config())
+    base = fit_field(photo, tiny_config(method="proxy-init"))
     assert tuple(base.timings) == FIT_STAGES and FIT_STAGES == STAGE_NAMES[: len(FIT_STAGES)]
     assert base.method.name == "proxy-init" and base.scores["psnr_db"] > 15
-    again = fit_field(photo, tiny_config())
+    again = fit_field(photo, tiny_config(method="proxy-init"))
     assert field_hash(again.field) == field_hash(base.field), "deterministic"
-    steeper = fit_field(photo, tiny_config(method_options={"matte_steepen": 6.0}))
+    steeper = fit_field(photo, tiny_config(method="proxy-init", method_options={"matte_steepen": 6.0}))
     assert field_hash(steeper.field) != field_hash(base.field), "the option reaches the fit"
     rnd = fit_field(photo, tiny_config(method="random-init"))
     assert rnd.method.name == "random-init" and rnd.info_init["init_colour_mse"] is None
@@ -128,7 +134,7 @@ def test_voxels_no_view_sees_keep_the_methods_starting_solid(tiny_config):
 
     assert PhotoFitConfig().keep_hidden
     photo = demo_photo()
-    cfg = tiny_config(iterations=40)
+    cfg = tiny_config(method="proxy-init", iterations=40)
     ctx = fit_field(photo, cfg, analysis=None)
     hidden = hidden_voxels(ctx.field, ctx.data, cfg, PhotoFitConfig().hidden_margin_voxels)
     assert 0.05 < hidden.mean() < 0.6, hidden.mean()  # the inside and the back of the head, not the whole box
@@ -139,7 +145,7 @@ def test_voxels_no_view_sees_keep_the_methods_starting_solid(tiny_config):
     end = ctx.field.sdf[0, 0].detach().cpu().numpy()
     assert np.array_equal(end[hidden], start[hidden])
     assert not np.allclose(end[~hidden], start[~hidden])  # the seen voxels are fitted
-    off = fit_field(photo, tiny_config(iterations=40, method_options={"keep_hidden": 0}))
+    off = fit_field(photo, tiny_config(method="proxy-init", iterations=40, method_options={"keep_hidden": 0}))
     moved = np.abs(off.field.sdf[0, 0].detach().cpu().numpy() - start)[hidden]
     assert moved.max() > 0.5 * off.field.voxel, moved.max()
     assert "hidden_voxel_frac" not in off.info_fit

@@ -141,6 +141,7 @@ def test_asset_stage_without_prior_is_one_warning(tmp_path, monkeypatch, tiny_co
 
     monkeypatch.setenv("LIKENESS_CACHE_DIR", str(tmp_path / "empty"))
     m = build_avatar(demo_photo(), tiny_config(), tmp_path / "b")
-    assert [w["code"] for w in m["warnings"]] == ["asset_skipped"] and "asset" not in m
+    # the default method says it went on without the prior; the asset stage says it skipped itself
+    assert [w["code"] for w in m["warnings"]] == ["prior_missing", "asset_skipped"] and "asset" not in m
     assert not any(k.startswith("asset_") for k in m["files"]) and not (tmp_path / "b" / "asset").exists()
     load_avatar(tmp_path / "b")  # a bundle without an asset (as every bundle before the stage) loads

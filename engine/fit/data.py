@@ -111,12 +111,13 @@ def ray_table(data: FitData) -> tuple[np.ndarray, ...]:
 
 def hidden_voxels(field: RadianceField, data: FitData, cfg: BuildConfig, margin_voxels: float) -> np.ndarray:
     """Boolean (G, G, G) grid, [z, y, x]: the SDF voxels no training view's rays reach — inside a view's matte
-    and more than ``margin_voxels`` behind its visible surface (the reference view's proxy front; an extra view's
-    rendered depth) — in every view. (What falls outside a view's picture is left free: the regularisers clear
-    the proxy's shoulders below the crop as before.) Only the regularisers would move them, and with Adam
-    a consistent regulariser gradient, however small, moves a voxel at the full learning rate: behind the face
-    that erodes every convex surface a few voxels per hundred steps (the back of the skull flattened into a
-    wall). Those voxels keep what the fitting method started from."""
+    (its opaque interior, 2 px in from the contour, where the outline is fitted) and more than ``margin_voxels``
+    behind its visible surface (the reference view's proxy front; an extra view's rendered depth) — in every view.
+    What falls outside a view's picture is left free (the regularisers clear the proxy's shoulders below the crop
+    as before). Only the regularisers would move hidden voxels, and with Adam a consistent regulariser gradient,
+    however small, moves a voxel at the full learning rate: behind the face that eroded every convex surface a
+    few voxels per hundred steps (the back of the skull flattened into a wall). They keep what the fitting
+    method started from."""
     from engine.fit.proxy_init import grid_points  # noqa: PLC0415 - proxy_init imports this module
 
     pts = grid_points(field)
@@ -137,6 +138,9 @@ def hidden_voxels(field: RadianceField, data: FitData, cfg: BuildConfig, margin_
         iv = np.clip(v.astype(np.int64), 0, h - 1)
         f = np.asarray(front, np.float64)[iv, iu]
         margin_m = margin_voxels * field.voxel / similarity_scale(view.cv_to_canon)
-        behind = (view.matte[iv, iu] > 0.5) & np.isfinite(f) & (f > 0) & (z > f + margin_m)
+        # Near the matte's contour every voxel along a ray shapes its alpha (the outline is fitted there), so only
+        # the matte's interior, 2 px in from its contour and fully opaque, hides what lies behind the surface.
+        interior = ndi.binary_erosion(view.matte > 0.5, iterations=2) & (view.matte > 0.95)
+        behind = interior[iv, iu] & np.isfinite(f) & (f > 0) & (z > f + margin_m)
         hidden &= inb & behind
     return hidden.reshape(g, g, g)

@@ -56,7 +56,7 @@ class PhotoFitConfig:
     keep_hidden: bool = True
     """Voxels no view's rays reach keep the initial SDF (engine.fit.data.hidden_voxels); off, the regularisers
     erode them."""
-    hidden_margin_voxels: float = 4.0
+    hidden_margin_voxels: float = 8.0
     """How far behind a view's visible surface a voxel still counts as seen (the fit moves the surface by a few
     voxels), voxels."""
 
