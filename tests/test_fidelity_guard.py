@@ -26,28 +26,29 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
 # Measured baseline of this exact test: 2026-12-01 on the two-core development machine (torch 2.13 CPU, bpy 5.0.1
-# Workbench), the head-prior default with hidden voxels kept (session 6). Before it (2026-11-21, proxy-init, commit
-# 150b6ad) this head measured input 31.92 dB, novel 17.55 dB / SSIM 0.6622 / IoU 0.8905, depth L1 0.0722, landmarks
-# 2.55 %: keeping the voxels no ray reaches costs this earless cartoon head 0.4 dB at +-30 deg (the regularisers used
-# to shrink the proxy's sides, which happens to suit its narrow head), while on Lee Perry-Smith's full circle it
-# gains 0.5 dB and 0.07 IoU (docs/FIDELITY.md, "Behind the face"). The baseline moved for that measured reason; the
-# thresholds keep their margins off it.
+# Workbench), the session-6 default: head-prior with hidden voxels kept and the torso prior. Before it (2026-11-21,
+# proxy-init, commit 150b6ad) this head measured input 31.92 dB, novel 17.55 dB / SSIM 0.6622 / IoU 0.8905, depth
+# L1 0.0722, landmarks 2.55 %. This cartoon head has no ears, a narrow skull and a neck on a stick: keeping the
+# voxels no ray reaches costs it 0.4 dB at +-30 deg (the regularisers used to shrink the proxy's sides), the torso
+# prior widens its neck (IoU -0.024), while Lee Perry-Smith's full circle gains 0.8 dB and 0.13 IoU from the same
+# changes (docs/FIDELITY.md, "Behind the face"; scripts/guard_settings.py measures this head per setting). The
+# baseline moved for those measured reasons; the thresholds keep their margins off it.
 BASELINE = {
-    "input_psnr_db": 31.11,
-    "novel_psnr_db": 17.04,
-    "novel_ssim": 0.6444,
-    "novel_iou": 0.8636,
-    "depth_l1": 0.0767,
-    "lmk_err_pct": 2.34,
+    "input_psnr_db": 31.60,
+    "novel_psnr_db": 16.58,
+    "novel_ssim": 0.6376,
+    "novel_iou": 0.8416,
+    "depth_l1": 0.0768,
+    "lmk_err_pct": 2.48,
 }
 # Thresholds: about 1.2-1.5 dB, 0.04 SSIM, 0.03 IoU, 0.013 depth L1 and 1.25 % landmark error off the baseline.
 # The run repeats bit for bit on one machine. For scale (docs/FIDELITY.md): random initialisation drops the
 # input-view PSNR by 8-11 dB and the IoU to 0.2-0.3; a 6 deg frame misalignment costs 2.9 dB at the input view.
 THRESHOLDS = {
-    "input_psnr_db": (">=", 29.7),
-    "novel_psnr_db": (">=", 15.8),
+    "input_psnr_db": (">=", 30.3),
+    "novel_psnr_db": (">=", 15.3),
     "novel_ssim": (">=", 0.60),
-    "novel_iou": (">=", 0.835),
+    "novel_iou": (">=", 0.81),
     "depth_l1": ("<=", 0.09),
     "lmk_err_pct": ("<=", 3.6),
 }

@@ -49,6 +49,13 @@ class HeadPriorConfig(ProxyInitConfig):
     seam_m: float = 0.03
     """Behind the ear plane the unseen colour blends from the edge colour to the shaded hair colour over this
     depth, template metres."""
+    torso_depth_ratio: float = 0.5
+    """Below the chin the person's body as an elliptic cylinder per photo row: as wide as the matte's row, this
+    fraction of its width deep, centred ``torso_centre_m`` behind the ear plane, added to the proxy's inflated
+    torso (thinner than a real one at its sides); 0: off. Lee Perry-Smith's full circle: 20.55 -> 20.91 dB, IoU
+    0.806 -> 0.869 (its bust at 90-120 deg)."""
+    torso_centre_m: float = 0.03
+    """How far behind the ear plane the torso's depth centre sits, template metres."""
     template_sides: bool = False
     """In front of the ear plane, outside the face's oval as the photo sees it, add the fitted template to the
     proxy (the ears' front halves, the side of the skull and jaw). Off: on Lee Perry-Smith it changed nothing
@@ -142,6 +149,8 @@ class HeadPriorFit(ProxyInitFit):
         # cutting the shoulders there thins the outline the photo sees at grazing rays.
         below_nape = local[..., 1] < o.nape_m
         occ = ((template | hair) & covered & ~front) | (proxy & (front | below_nape))
+        if o.torso_depth_ratio > 0:
+            occ |= self._torso(pts_cv, local, data, fitted).reshape(g, g, g) & covered
         if o.template_sides:
             occ |= template & covered & front & ~_inside_oval(pts_cv, data).reshape(g, g, g)
         beyond = proxy & ~template & front & (local[..., 1] > o.brow_m)
@@ -158,6 +167,35 @@ class HeadPriorFit(ProxyInitFit):
         }
         self.fitted = fitted
         return occupancy_sdf(occ, vox)
+
+    def _torso(self, pts_cv: np.ndarray, local: np.ndarray, data: FitData, fitted) -> np.ndarray:
+        """(N,) bool: grid points inside the body below the chin, an elliptic cylinder per photo row (the matte's
+        run through the point's column: its centre and half-width), ``torso_depth_ratio`` of the row's width
+        deep, centred ``torso_centre_m`` behind the ear plane."""
+        o = self.options
+        loc = local.reshape(-1, 3)
+        chin_y = float(self._local_cv(data.landmarks_cv[[152]])[0, 1])
+        z = np.maximum(pts_cv[:, 2], 1e-6)
+        u = data.intr.fx * pts_cv[:, 0] / z + data.intr.cx
+        v = data.intr.fy * pts_cv[:, 1] / z + data.intr.cy
+        m = data.matte > 0.5
+        h, w = m.shape
+        any_row = m.any(1)
+        left = np.where(any_row, np.argmax(m, 1), 0)
+        right = np.where(any_row, w - 1 - np.argmax(m[:, ::-1], 1), 0)
+        iv = np.clip(v.astype(np.int64), 0, h - 1)
+        iu = np.clip(u.astype(np.int64), 0, w - 1)
+        # well inside the person's own pixels only (3 px in from every contour, the gaps between an arm and the
+        # body included): at the contour the proxy's outline stands, and a deep body there closes narrow gaps
+        core = ndi.binary_erosion(m, iterations=3)
+        ok = (v >= 0) & (v < h) & (u >= 0) & (u < w) & any_row[iv] & core[iv, iu] & (loc[:, 1] < chin_y)
+        centre = 0.5 * (left[iv] + right[iv])
+        half_px = np.maximum(0.5 * (right[iv] - left[iv]), 1.0)
+        r = (u - centre) / half_px
+        s = self._frame[0]
+        half_m = half_px * z / data.intr.fx / s  # the row's half-width at the point's depth, template metres
+        b = o.torso_depth_ratio * half_m * np.sqrt(np.clip(1.0 - r**2, 0.0, 1.0))
+        return ok & (np.abs(r) <= 1.0) & (np.abs(loc[:, 2] + o.torso_centre_m) <= b)
 
     def _local(self, pts_canon: np.ndarray) -> np.ndarray:
         """Canonical points (N, 3) in the fitted template's own frame, template metres."""
