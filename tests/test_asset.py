@@ -14,21 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from prior_support import prepared_prior
 
 from engine.asset.measure import boundary_loops, intersecting_pairs, uv_stretch
 from engine.asset.snap import find_surface, smooth_displacement
 
 REPO = Path(__file__).resolve().parents[1]
 NODE_MODULES = REPO / ".venv" / "node" / "node_modules"
-
-
-def _prior():
-    from engine.prior import PriorMissing, load_prior
-
-    try:
-        return load_prior()
-    except PriorMissing as exc:
-        pytest.skip(f"the head prior is not prepared ({exc.message}): run likeness prepare-prior")
 
 
 def test_find_surface_on_a_sphere():
@@ -99,7 +91,7 @@ def test_uv_layout_cache_on_disk(tmp_path, monkeypatch):
     import engine.asset.uvpack as uvpack
     from engine.asset.parts import split_parts
 
-    prior = _prior()
+    prior = prepared_prior()
     monkeypatch.setenv("LIKENESS_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(uvpack, "_LAYOUTS", {})
     computed = []
@@ -127,7 +119,7 @@ def test_uv_layout_cache_on_disk(tmp_path, monkeypatch):
 def test_parts_split_at_uv_seams_and_map_back():
     from engine.asset.parts import ASSET_PARTS, split_parts
 
-    prior = _prior()
+    prior = prepared_prior()
     parts = split_parts(prior)
     assert tuple(parts) == ASSET_PARTS
     covered = np.concatenate([p.template_vertex for p in parts.values()])
@@ -152,7 +144,7 @@ def test_uv_layout_fills_the_atlas():
     from engine.asset.parts import split_parts
     from engine.asset.uvpack import packed_parts
 
-    prior = _prior()
+    prior = prepared_prior()
     parts, report = packed_parts(split_parts(prior), prior.vertices)
     use, flipped, overlap = _layout_numbers(parts)
     assert use >= 0.70 and flipped == 0 and overlap == 0, (use, flipped, overlap)
@@ -169,7 +161,7 @@ def test_uv_layout_is_the_same_for_every_fit(bundle_dir, asset_dir):
     from engine.asset.uvpack import packed_parts
     from engine.avatar import load_avatar, load_landmarks_world
 
-    prior = _prior()
+    prior = prepared_prior()
     avatar = load_avatar(bundle_dir, device="cpu")
     lms = load_landmarks_world(avatar)
     a = assemble(avatar, prior)
@@ -186,7 +178,7 @@ def test_uv_layout_is_the_same_for_every_fit(bundle_dir, asset_dir):
 
 @pytest.fixture(scope="module")
 def asset_dir(bundle_dir, tmp_path_factory) -> Path:
-    _prior()
+    prepared_prior()
     from engine.asset.build import build_asset
 
     return build_asset(bundle_dir, tmp_path_factory.mktemp("asset") / "asset", texture_size=1024)

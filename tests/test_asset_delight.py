@@ -5,7 +5,7 @@ texels and divided out -- and the real asset's files (docs/ASSET.md, "Lighting a
 from __future__ import annotations
 
 import numpy as np
-import pytest
+from prior_support import prepared_prior
 
 from engine.asset.delight import delight, fit_sh, sh_basis, shading, texel_attributes, unit
 
@@ -26,15 +26,6 @@ def test_fit_sh_recovers_a_light_on_a_sphere_cap():
     assert sh_basis(n).shape == (len(n), 9)
 
 
-def _prior():
-    from engine.prior import PriorMissing, load_prior
-
-    try:
-        return load_prior()
-    except PriorMissing as exc:
-        pytest.skip(f"the head prior is not prepared ({exc.message}): run likeness prepare-prior")
-
-
 def test_delight_recovers_a_flat_albedo_on_the_template_atlas():
     from engine.asset.build import _outward, _skin
     from engine.asset.parts import split_parts
@@ -42,7 +33,7 @@ def test_delight_recovers_a_flat_albedo_on_the_template_atlas():
     from engine.asset.uvpack import packed_parts
     from engine.extract.mesh import vertex_normals
 
-    prior = _prior()
+    prior = prepared_prior()
     parts, _ = packed_parts(split_parts(prior), prior.vertices)
     ids, tris, _ = _skin(prior)
     v = prior.vertices.astype(np.float64)

@@ -4,7 +4,7 @@ then the template's own 52 keys cleaned and measured (docs/ASSET.md, "The rig").
 from __future__ import annotations
 
 import numpy as np
-import pytest
+from prior_support import prepared_prior
 
 from engine.asset.rig import eyeball_rotation_delta, rigid_fit, rotation_angle_deg, sphere_fit
 
@@ -45,19 +45,10 @@ def test_eyeball_delta_becomes_a_rotation_about_the_centre():
     assert note["template_centre_shift_mm"] > 1.5  # 10 deg about a pivot 1 cm back moves the centre 1.7 mm
 
 
-def _prior():
-    from engine.prior import PriorMissing, load_prior
-
-    try:
-        return load_prior()
-    except PriorMissing as exc:
-        pytest.skip(f"the head prior is not prepared ({exc.message}): run likeness prepare-prior")
-
-
 def test_template_keys_cleaned_move_only_what_they_name():
     from engine.asset.rig import clean_deltas, neck_fade, rig_report
 
-    prior = _prior()
+    prior = prepared_prior()
     clean, note = clean_deltas(prior)
     before = rig_report(prior, prior.vertices, prior.arkit_deltas)
     after = rig_report(prior, prior.vertices, clean)
