@@ -95,7 +95,7 @@ class HeadPriorFit(ProxyInitFit):
         super().__init__(cfg, options or HeadPriorConfig())
         self.prior = None
         self.fitted = None
-        self._light = None
+        self._light = self._sides = None
         self.report: dict = {}
         self.warnings: list[dict] = []
 
@@ -150,7 +150,7 @@ class HeadPriorFit(ProxyInitFit):
         below_nape = local[..., 1] < o.nape_m
         occ = ((template | hair) & covered & ~front) | (proxy & (front | below_nape))
         if o.torso_depth_ratio > 0:
-            occ |= self._torso(pts_cv, local, data, fitted).reshape(g, g, g) & covered
+            occ |= self._torso(pts_cv, local, data).reshape(g, g, g) & covered
         if o.template_sides:
             occ |= template & covered & front & ~_inside_oval(pts_cv, data).reshape(g, g, g)
         beyond = proxy & ~template & front & (local[..., 1] > o.brow_m)
@@ -168,7 +168,7 @@ class HeadPriorFit(ProxyInitFit):
         self.fitted = fitted
         return occupancy_sdf(occ, vox)
 
-    def _torso(self, pts_cv: np.ndarray, local: np.ndarray, data: FitData, fitted) -> np.ndarray:
+    def _torso(self, pts_cv: np.ndarray, local: np.ndarray, data: FitData) -> np.ndarray:
         """(N,) bool: grid points inside the body below the chin, an elliptic cylinder per photo row (the matte's
         run through the point's column: its centre and half-width), ``torso_depth_ratio`` of the row's width
         deep, centred ``torso_centre_m`` behind the ear plane."""
@@ -318,7 +318,7 @@ class HeadPriorFit(ProxyInitFit):
         the matte's extent on either side: the neck's skin, long hair, the shoulders' clothing), filled up and
         down where a row has no person and smoothed over 2 % of the height. Below the nape the back of the
         person takes the colour of its sides at the same height: no fan or stripe from the head's centre."""
-        if getattr(self, "_sides", None) is not None:
+        if self._sides is not None:
             return self._sides
         m = data.matte > 0.5
         h = m.shape[0]
