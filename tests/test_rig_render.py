@@ -102,7 +102,11 @@ def test_mesh_shape_keys_follow_the_neural_render(avatar, draft_bundle):
     assert (a0 ^ a1).sum() > 150  # the jaw really moved in the render
     assert (m1 ^ a1).sum() < 0.6 * (m0 ^ a1).sum()
     assert (m1 ^ a1).sum() < 1.5 * (m0 ^ a0).sum() + 20
-    assert (m1 & a1).sum() / (m1 | a1).sum() > 0.95
+    # About as well as the neutral mesh outlines the neutral render: in profile that agreement is itself 0.950 with
+    # the head-prior default (the draft mesh carries a sliver behind the neck, where the torso prior meets the
+    # template's, that the render does not: docs/FIDELITY.md), so the keyed bar is relative to it.
+    iou = lambda a, b: (a & b).sum() / (a | b).sum()  # noqa: E731
+    assert iou(m1, a1) > iou(m0, a0) - 0.015 and iou(m1, a1) > 0.93, (iou(m1, a1), iou(m0, a0))
 
 
 def test_cli_render_with_expression(draft_bundle, tmp_path, capsys):
