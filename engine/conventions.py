@@ -73,6 +73,13 @@ class Intrinsics:
     def fov_y_deg(self) -> float:
         return float(np.degrees(2.0 * np.arctan(self.height / (2.0 * self.fy))))
 
+    def pixels(self, points_cv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pixel coordinates (u, v), each (N,), of cv-camera points (N, 3); points at or behind the camera plane
+        (z <= 1e-6) are projected as if at z = 1 (callers test z themselves where it matters)."""
+        p = np.asarray(points_cv)
+        z = np.where(p[:, 2] > 1e-6, p[:, 2], 1.0)
+        return self.fx * p[:, 0] / z + self.cx, self.fy * p[:, 1] / z + self.cy
+
     def to_dict(self) -> dict:
         return {
             "fx": self.fx,

@@ -129,9 +129,7 @@ def hidden_voxels(field: RadianceField, data: FitData, cfg: BuildConfig, margin_
         canon_to_cv = np.linalg.inv(np.asarray(view.cv_to_canon, np.float64))
         pc = pts @ canon_to_cv[:3, :3].T + canon_to_cv[:3, 3]
         z = pc[:, 2]
-        safe = np.where(z > 1e-6, z, 1.0)
-        u = view.intr.fx * pc[:, 0] / safe + view.intr.cx
-        v = view.intr.fy * pc[:, 1] / safe + view.intr.cy
+        u, v = view.intr.pixels(pc)
         h, w = view.matte.shape
         inb = (z > 1e-6) & (u >= 0) & (v >= 0) & (u < w) & (v < h)
         iu = np.clip(u.astype(np.int64), 0, w - 1)

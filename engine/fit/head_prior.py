@@ -69,16 +69,12 @@ def _inside_oval(pts_cv: np.ndarray, data: FitData) -> np.ndarray:
 
     from engine.rig.topology import contours
 
-    lm = data.landmarks_cv[contours()["oval"]]
     h, w = data.matte.shape
     mask = np.zeros((h, w), bool)
-    rr, cc = polygon(
-        data.intr.fy * lm[:, 1] / lm[:, 2] + data.intr.cy, data.intr.fx * lm[:, 0] / lm[:, 2] + data.intr.cx, (h, w)
-    )
+    ou, ov = data.intr.pixels(data.landmarks_cv[contours()["oval"]])
+    rr, cc = polygon(ov, ou, (h, w))
     mask[rr, cc] = True
-    z = np.where(pts_cv[:, 2] > 1e-6, pts_cv[:, 2], 1.0)
-    u = (data.intr.fx * pts_cv[:, 0] / z + data.intr.cx).astype(np.int64)
-    v = (data.intr.fy * pts_cv[:, 1] / z + data.intr.cy).astype(np.int64)
+    u, v = (c.astype(np.int64) for c in data.intr.pixels(pts_cv))
     ok = (u >= 0) & (v >= 0) & (u < w) & (v < h) & (pts_cv[:, 2] > 1e-6)
     out = np.zeros(len(pts_cv), bool)
     out[ok] = mask[v[ok], u[ok]]
@@ -176,8 +172,7 @@ class HeadPriorFit(ProxyInitFit):
         loc = local.reshape(-1, 3)
         chin_y = float(self._local_cv(data.landmarks_cv[[152]])[0, 1])
         z = np.maximum(pts_cv[:, 2], 1e-6)
-        u = data.intr.fx * pts_cv[:, 0] / z + data.intr.cx
-        v = data.intr.fy * pts_cv[:, 1] / z + data.intr.cy
+        u, v = data.intr.pixels(pts_cv)
         m = data.matte > 0.5
         h, w = m.shape
         any_row = m.any(1)
@@ -257,8 +252,7 @@ class HeadPriorFit(ProxyInitFit):
         import torch
 
         lm = np.asarray(data.landmarks_cv[:468], np.float64)
-        u = data.intr.fx * lm[:, 0] / lm[:, 2] + data.intr.cx
-        v = data.intr.fy * lm[:, 1] / lm[:, 2] + data.intr.cy
+        u, v = data.intr.pixels(lm)
         h, w = data.matte.shape
         ok = (u >= 0) & (v >= 0) & (u < w) & (v < h)
         iu, iv = u.astype(int).clip(0, w - 1), v.astype(int).clip(0, h - 1)
@@ -283,10 +277,10 @@ class HeadPriorFit(ProxyInitFit):
         person's sides at the same height (:meth:`_side_rows`). In front, proxy-init's edge colour."""
         import torch
 
-        o = self.options
-        pts = np.asarray(pts, np.float32)
         if self.prior is None:
             return super().unseen_colour(pts, edge_colour, data, canon_to_cv)
+        o = self.options
+        pts = np.asarray(pts, np.float32)
         local = self._local(pts.astype(np.float64))
         out = np.array(edge_colour, np.float32, copy=True)
         sel = (local[:, 2] < 0.0) & (local[:, 1] >= o.nape_m)
@@ -306,7 +300,7 @@ class HeadPriorFit(ProxyInitFit):
         below = (local[:, 2] < 0.0) & (local[:, 1] < o.nape_m)
         if below.any():
             pc = pts[below].astype(np.float64) @ canon_to_cv[:3, :3].T + canon_to_cv[:3, 3]
-            row = data.intr.fy * pc[:, 1] / np.maximum(pc[:, 2], 1e-6) + data.intr.cy
+            row = data.intr.pixels(pc)[1]
             sides = self._side_rows(data)
             side = sides[np.clip(row.astype(np.int64), 0, len(sides) - 1)]
             t = np.clip(-local[below, 2] / o.seam_m, 0.0, 1.0)[:, None]
