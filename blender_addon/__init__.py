@@ -2,7 +2,7 @@
 photo's camera, and make turntables, dolly zooms and neural renders. Registration lives here, over one tuple.
 
 Without ``bpy`` (plain Python: unit tests, other tools) only the bpy-free modules are usable -- ``client``,
-``conventions``, ``bundle``, ``gltf_mesh``, ``arkit`` -- and nothing is registered.
+``conventions``, ``bundle``, ``gltf_mesh``, ``arkit``, ``livelink`` -- and nothing is registered.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The only package that creates datablocks: the imported avatar (collection, head mesh with UVs, material and
-shape keys, photo camera with its background, depth/normal/alpha images), camera rigs and neural-render images.
+shape keys, photo camera with its background, depth/normal/alpha images), camera rigs, Live Link Face keyframes
+and neural-render images.
 
 Main thread only (see ``jobs.py``). Functions take plain values and return the objects they made; operators
 decide what to report. Links back to the bundle live in ID properties (they survive without the add-on):
@@ -28,6 +29,7 @@ from .common import (
     set_camera_background,
 )
 from .importer import add_shape_keys, head_material, import_bundle, mesh_from_data
+from .livelink import KeyedTake, LiveLinkTargets, arkit_blocks, key_take, livelink_targets, target_shapes
 from .renders import add_studio_lights, expression_weights, frame_requests, load_render
 from .rigs import (
     MIN_CLEARANCE_M,
@@ -43,10 +45,13 @@ __all__ = [
     "PROP",
     "ROLE",
     "AvatarScene",
+    "KeyedTake",
+    "LiveLinkTargets",
     "add_shape_keys",
     "add_studio_lights",
     "apply_camera_params",
     "apply_render_size",
+    "arkit_blocks",
     "avatar_from_collection",
     "avatars_in_scene",
     "camera_intrinsics",
@@ -59,6 +64,8 @@ __all__ = [
     "head_centre",
     "head_material",
     "import_bundle",
+    "key_take",
+    "livelink_targets",
     "load_image",
     "load_render",
     "look_at_rotation",
@@ -66,5 +73,6 @@ __all__ = [
     "make_turntable",
     "mesh_from_data",
     "set_camera_background",
+    "target_shapes",
     "use_photo_camera",
 ]

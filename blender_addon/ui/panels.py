@@ -72,6 +72,18 @@ class LIKENESS_PT_camera(_Tab, bpy.types.Panel):
         col.operator("likeness.dolly_zoom", icon="VIEW_ZOOM")
 
 
+class LIKENESS_PT_animation(_Tab, bpy.types.Panel):
+    bl_label = "Animation"
+
+    def draw(self, context):
+        layout = self.layout
+        targets = scene_io.livelink_targets(context)
+        layout.label(text=targets.label if targets else "No avatar imported", icon="SHAPEKEY_DATA")
+        col = layout.column(align=True)
+        col.enabled = targets is not None
+        col.operator("likeness.import_livelink_csv", text="Import Live Link CSV...", icon="IMPORT")
+
+
 class LIKENESS_PT_neural_render(_Tab, bpy.types.Panel):
     bl_label = "Neural Render"
 
@@ -111,6 +123,7 @@ CLASSES = (
     LIKENESS_PT_build,
     LIKENESS_PT_avatars,
     LIKENESS_PT_camera,
+    LIKENESS_PT_animation,
     LIKENESS_PT_neural_render,
     LIKENESS_PT_engine,
 )
