@@ -43,8 +43,9 @@ def parse_args(argv=None):
     p.add_argument(
         "--set",
         nargs="*",
+        action="extend",
         default=[],
-        help="build overrides name=value (e.g. iterations=50; option.NAME=NUMBER: a method option)",
+        help="build overrides name=value (e.g. iterations=50; option.NAME=NUMBER: a method option); repeatable",
     )
     return p.parse_args(argv)
 
