@@ -170,13 +170,14 @@ class HeadPriorFit(ProxyInitFit):
         keep_proxy = front | below_nape
         body = np.zeros_like(front)
         body_front = np.zeros_like(front)
-        if o.torso_depth_ratio > 0:
-            body |= self._torso(pts_cv, local, data).reshape(g, g, g) & covered
-        if o.neck_column:
-            body |= self._neck_column(verts_cv, local) & covered
         face_dir = rot[:, 2]  # the template's +z (out of the face) in the camera's frame
         yaw_deg = float(np.degrees(np.arctan2(face_dir[0], -face_dir[2])))
-        if o.torso_front and o.torso_depth_ratio > 0 and abs(yaw_deg) <= o.torso_front_max_yaw_deg:
+        body_prior = o.torso_front and o.torso_depth_ratio > 0 and abs(yaw_deg) <= o.torso_front_max_yaw_deg
+        if o.torso_depth_ratio > 0:
+            body |= self._torso(pts_cv, local, data, camera=body_prior).reshape(g, g, g) & covered
+        if o.neck_column:
+            body |= self._neck_column(verts_cv, local) & covered
+        if body_prior:
             # Below the chin's photo row and nearer the camera than the ear plane's centre (the body faces the
             # camera whatever the head does), the proxy gives way to the template's neck and the body above --
             # only along the photo's rays that the body covers: where the body prior has nothing (a shirt the
@@ -186,6 +187,10 @@ class HeadPriorFit(ProxyInitFit):
             lm_v = data.intr.pixels(data.landmarks_cv)[1]
             reach_px = o.torso_front_reach * (v_chin - float(lm_v.min()))  # face heights below the chin
             rows = (v_pts > v_chin) & (v_pts <= v_chin + reach_px)
+            # a photo row the frame cuts at either side keeps the proxy (``_torso``: no body there)
+            m = data.matte > 0.5
+            cut_row = m[:, 0] | m[:, -1]
+            rows &= ~cut_row[np.clip(np.round(v_pts).astype(np.int64), 0, len(cut_row) - 1)]
             body_front = (rows & (pts_cv[:, 2] < self._frame[2][2])).reshape(g, g, g)
             body |= template & covered & body_front
             h, w = data.matte.shape
@@ -215,7 +220,7 @@ class HeadPriorFit(ProxyInitFit):
         self.fitted = fitted
         return occupancy_sdf(occ, vox)
 
-    def _torso(self, pts_cv: np.ndarray, local: np.ndarray, data: FitData) -> np.ndarray:
+    def _torso(self, pts_cv: np.ndarray, local: np.ndarray, data: FitData, camera: bool = False) -> np.ndarray:
         """(N,) bool: grid points inside the body below the chin, an elliptic cylinder per photo row (the matte's
         run through the point's column: its centre and half-width), ``torso_depth_ratio`` of the row's width
         deep, centred ``torso_centre_m`` behind the ear plane."""
@@ -233,7 +238,7 @@ class HeadPriorFit(ProxyInitFit):
         iu = np.clip(u.astype(np.int64), 0, w - 1)
         # well inside the person's own pixels only (3 px in from every contour, the gaps between an arm and the
         # body included): at the contour the proxy's outline stands, and a deep body there closes narrow gaps
-        core = m if o.torso_front else ndi.binary_erosion(m, iterations=3)
+        core = m if camera else ndi.binary_erosion(m, iterations=3)
         ok = (v >= 0) & (v < h) & (u >= 0) & (u < w) & any_row[iv] & core[iv, iu] & (loc[:, 1] < chin_y)
         centre = 0.5 * (left[iv] + right[iv])
         half_px = np.maximum(0.5 * (right[iv] - left[iv]), 1.0)
@@ -241,21 +246,15 @@ class HeadPriorFit(ProxyInitFit):
         s = self._frame[0]
         half_m = half_px * z / data.intr.fx / s  # the row's half-width at the point's depth, template metres
         b = o.torso_depth_ratio * half_m * np.sqrt(np.clip(1.0 - r**2, 0.0, 1.0))
-        if o.torso_front:
-            # the body's own frame: photo rows below the chin, depth along the camera's axis (a turned or tilted
-            # head does not turn the body with it); a row the photo's frame cuts is centred under the chin and
-            # half as wide again as its farther in-frame end (the body goes on past the frame: ending the
-            # ellipse at the frame's edge thinned the body to nothing there, interfaces_040's shirt)
-            u_chin, v_chin = (float(c[0]) for c in data.intr.pixels(data.landmarks_cv[[152]]))
-            cut = (left[iv] <= 0) | (right[iv] >= w - 1)
-            far = 1.5 * np.maximum(np.abs(u_chin - left[iv]), np.abs(right[iv] - u_chin)) + 1.0
-            centre = np.where(cut, u_chin, centre)
-            half_px = np.where(cut, far, half_px)
-            r = (u - centre) / half_px
-            half_m = half_px * z / data.intr.fx / s
-            b = o.torso_depth_ratio * half_m * np.sqrt(np.clip(1.0 - r**2, 0.0, 1.0))
+        if camera:
+            # the body's own frame (``torso_front``): photo rows below the chin, depth along the camera's axis (a
+            # turned or tilted head does not turn the body with it); no body in a row the photo's frame cuts at
+            # either side (how wide and deep the body is there is not known: on the demo's space suit a body
+            # prior there covered the collar and left its right shoulder empty, -5 dB at the input view)
+            v_chin = float(data.intr.pixels(data.landmarks_cv[[152]])[1][0])
             centre_z = float(self._frame[2][2]) + o.torso_centre_m * s
-            ok = (v >= 0) & (v < h) & (u >= 0) & (u < w) & any_row[iv] & core[iv, iu] & (v > v_chin)
+            cut = m[:, 0] | m[:, -1]
+            ok = (v >= 0) & (v < h) & (u >= 0) & (u < w) & any_row[iv] & ~cut[iv] & core[iv, iu] & (v > v_chin)
             return ok & (np.abs(r) <= 1.0) & (np.abs(pts_cv[:, 2] - centre_z) <= b * s)
         return ok & (np.abs(r) <= 1.0) & (np.abs(loc[:, 2] + o.torso_centre_m) <= b)
 
