@@ -71,7 +71,7 @@ class HeadPriorConfig(ProxyInitConfig):
     fits the photo better on the proxy."""
     torso_front_max_yaw_deg: float = 20.0
     """``torso_front`` only for a head turned at most this far from the camera: how a turned head's body faces
-    is not known (interfaces_040, turned ~35 deg: its shirt lost 2.5 dB at the input view with the body prior)."""
+    is not known (interfaces_040, turned 45 deg: its shirt lost 2.5 dB at the input view with the body prior)."""
     neck_column: bool = True
     """Below the template's neck cut, its cross-section carried straight down (an elliptic column fitted to the
     cut's loop, carved by the matte): the neck meets the torso without a waist or a ledge under the skull
