@@ -26,34 +26,31 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
 # Measured baseline of this exact test: 2026-12-01 on the two-core development machine (torch 2.13 CPU, bpy 5.0.1
-# Workbench), the session-7 default: head-prior with hidden voxels kept, and below the chin the template's neck, a
-# neck column and the torso prior instead of the proxy's front. Before it (session 6, same day) this head measured
-# input 31.60 dB, novel 16.58 dB / SSIM 0.6376 / IoU 0.8416, depth L1 0.0768, landmarks 2.48 %; before that
-# (2026-11-21, proxy-init, commit 150b6ad) input 31.92 dB, novel 17.55 dB / SSIM 0.6622 / IoU 0.8905, depth L1
-# 0.0722, landmarks 2.55 %. This cartoon head has no ears, a narrow skull and a neck on a stick: keeping the voxels
-# no ray reaches costs it 0.4 dB at +-30 deg, the torso prior widens its stick of a neck (IoU -0.024), the body
-# below the chin costs its input view 0.9 dB and moves its input-view depth L1 0.0768 -> 0.0923, while Lee
-# Perry-Smith's full circle gains 1.4 dB and 0.18 IoU, and its whole-head input-view depth error drops 0.170 ->
-# 0.106, from the same changes (docs/FIDELITY.md, "Behind the face" and "The
-# body below the chin"; scripts/guard_settings.py measures this head per setting). The baseline moved for those
-# measured reasons; the thresholds keep their margins off it.
+# Workbench), the session-6 default: head-prior with hidden voxels kept and the torso prior. Before it (2026-11-21,
+# proxy-init, commit 150b6ad) this head measured input 31.92 dB, novel 17.55 dB / SSIM 0.6622 / IoU 0.8905, depth
+# L1 0.0722, landmarks 2.55 %. This cartoon head has no ears, a narrow skull and a neck on a stick: keeping the
+# voxels no ray reaches costs it 0.4 dB at +-30 deg (the regularisers used to shrink the proxy's sides), the torso
+# prior widens its neck (IoU -0.024), while Lee Perry-Smith's full circle gains 0.8 dB and 0.13 IoU from the same
+# changes (docs/FIDELITY.md, "Behind the face"; scripts/guard_settings.py measures this head per setting). The
+# baseline moved for those measured reasons; the thresholds keep their margins off it. (Session 7's body prior
+# below the chin, off by default, measured 30.70 / 16.65 / 0.6277 / 0.8421 / 0.0923 / 2.51 here.)
 BASELINE = {
-    "input_psnr_db": 30.70,
-    "novel_psnr_db": 16.65,
-    "novel_ssim": 0.6277,
-    "novel_iou": 0.8421,
-    "depth_l1": 0.0923,
-    "lmk_err_pct": 2.51,
+    "input_psnr_db": 31.60,
+    "novel_psnr_db": 16.58,
+    "novel_ssim": 0.6376,
+    "novel_iou": 0.8416,
+    "depth_l1": 0.0768,
+    "lmk_err_pct": 2.48,
 }
 # Thresholds: about 1.2-1.5 dB, 0.04 SSIM, 0.03 IoU, 0.013 depth L1 and 1.25 % landmark error off the baseline.
 # The run repeats bit for bit on one machine. For scale (docs/FIDELITY.md): random initialisation drops the
 # input-view PSNR by 8-11 dB and the IoU to 0.2-0.3; a 6 deg frame misalignment costs 2.9 dB at the input view.
 THRESHOLDS = {
-    "input_psnr_db": (">=", 29.5),
+    "input_psnr_db": (">=", 30.3),
     "novel_psnr_db": (">=", 15.3),
-    "novel_ssim": (">=", 0.59),
+    "novel_ssim": (">=", 0.60),
     "novel_iou": (">=", 0.81),
-    "depth_l1": ("<=", 0.105),
+    "depth_l1": ("<=", 0.09),
     "lmk_err_pct": ("<=", 3.6),
 }
 

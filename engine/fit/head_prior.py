@@ -58,13 +58,15 @@ class HeadPriorConfig(ProxyInitConfig):
     0.806 -> 0.869 (its bust at 90-120 deg)."""
     torso_centre_m: float = 0.03
     """How far behind the ear plane the torso's depth centre sits, template metres."""
-    torso_front: bool = True
+    torso_front: bool = False
     """Below the chin's photo row and nearer the camera than the ear plane's centre, the body is the template's
     neck, the neck column and the torso prior (which then fills the whole matte row, centred in depth along the
     camera's axis), not the proxy, along every photo ray the body covers: the proxy's inflated front of the chest
     sits almost level with the face (Lee Perry-Smith's chest 5 cm too far forward; with ``neck_column`` and
     ``layer_smooth``: whole-head input-view depth L1 0.173 -> 0.106, full circle 20.90 -> 21.48 dB, IoU 0.868 ->
-    0.913; docs/FIDELITY.md, "The body below the chin")."""
+    0.913; docs/FIDELITY.md, "The body below the chin"). Off by default: on the draft demo the scan mesh's
+    jawOpen shape key no longer outlines the neural render's jawOpen in profile (tests/test_rig_render.py:
+    688 px of disagreement where the bar is 510), the neck under the jaw now moves differently in the two."""
     torso_front_reach: float = 1.0
     """How far below the chin ``torso_front`` replaces the proxy, in face heights (the landmarks' top to the chin
     in the photo): the neck and upper chest, where the proxy's depth is wrong; further down, clothing's detail
@@ -72,11 +74,11 @@ class HeadPriorConfig(ProxyInitConfig):
     torso_front_max_yaw_deg: float = 20.0
     """``torso_front`` only for a head turned at most this far from the camera: how a turned head's body faces
     is not known (interfaces_040, turned 45 deg: its shirt lost 2.5 dB at the input view with the body prior)."""
-    neck_column: bool = True
+    neck_column: bool = False
     """Below the template's neck cut, its cross-section carried straight down (an elliptic column fitted to the
     cut's loop, carved by the matte): the neck meets the torso without a waist or a ledge under the skull
     (after ``torso_front``: 21.32 -> 21.40 dB, IoU 0.903 -> 0.909, input-view depth L1 0.122 -> 0.112)."""
-    layer_smooth: bool = True
+    layer_smooth: bool = False
     """The hair layer's thickness interpolated between its 1 cm height bins (not a step per bin: horizontal
     ridges round the skull)."""
     template_sides: bool = False
