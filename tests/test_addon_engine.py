@@ -4,6 +4,8 @@ neural render of the imported camera, engine stopped when the add-on goes away."
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -18,6 +20,7 @@ from blender_addon.client import (
     BuildOptions,
     EngineClient,
     EngineUnreachable,
+    FieldMissing,
     LocalEngine,
     NotFound,
     Unauthorized,
@@ -102,6 +105,57 @@ def test_a_local_engine_that_cannot_start_says_why(tmp_path):
     engine = LocalEngine(str(bad), tmp_path / "ws")
     with pytest.raises(EngineUnreachable, match="exited with code 1: No module named engine"):
         engine.start(timeout_s=30)
+
+
+def _bundle_copy(src: Path, dest: Path, field: bool = True) -> Path:
+    """A bundle folder on disk as an artist has it (without the turntable, views and asset, which rendering does not
+    need); ``field=False``: as a download from an engine, without the radiance field."""
+    skip = ["turntable*", "view_*", "asset", *([] if field else ["field.safetensors"])]
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns(*skip))
+    return dest
+
+
+def _work_camera(manifest: dict, size: int) -> tuple[list, dict]:
+    w = manifest["camera"]["work"]["intrinsics"]
+    k = size / w["width"]
+    return manifest["camera"]["cam2world"], {
+        **{n: w[n] * k for n in ("fx", "fy", "cx", "cy")},
+        "width": size,
+        "height": size,
+    }
+
+
+def test_client_uploads_a_bundle_folder_the_engine_did_not_build(tmp_path, bundle_dir):
+    from blender_addon.client.bundle_upload import CHUNK_BYTES, multipart_stream, upload_parts
+
+    folder = _bundle_copy(bundle_dir, tmp_path / "on_disk")
+    downloaded = _bundle_copy(bundle_dir, tmp_path / "downloaded", field=False)
+    parts = upload_parts(folder)
+    assert [name for name, _ in parts] == ["manifest", "field", "landmarks", "expression"]
+    chunks, length = multipart_stream(parts, "b")
+    sizes = [len(c) for c in chunks]
+    assert sum(sizes) == length and max(sizes) <= CHUNK_BYTES  # streamed from the files, a chunk at a time
+
+    engine = LocalEngine(sys.executable, tmp_path / "ws")
+    try:
+        client = engine.start()
+        field_size = (folder / "field.safetensors").stat().st_size
+        assert client.check_compatible().max_field_bytes >= field_size
+        with pytest.raises(FieldMissing, match="has no radiance field") as exc:
+            client.upload_bundle(downloaded)
+        assert "connect to the engine that built" in exc.value.hint
+        with pytest.raises(BadInput, match="accepts fields of at most 1 MiB") as exc:
+            client.upload_bundle(folder, max_field_bytes=2**20)  # refused before anything is sent
+        assert exc.value.code == "payload_too_large" and "LIKENESS_MAX_FIELD_BYTES" in exc.value.hint
+        assert client.avatars() == []
+
+        avatar_id = client.upload_bundle(folder)
+        assert client.upload_bundle(folder) == avatar_id  # the same files: the same avatar, stored once
+        assert [a.id for a in client.avatars()] == [avatar_id] and client.has_avatar(avatar_id)
+        cam2world, intrinsics = _work_camera(json.loads((folder / "manifest.json").read_text()), 32)
+        assert client.render(avatar_id, cam2world, intrinsics, {"jawOpen": 0.5})[:8] == b"\x89PNG\r\n\x1a\n"
+    finally:
+        engine.stop()
 
 
 bpy = None
@@ -260,3 +314,60 @@ def test_build_import_and_neural_render_through_the_engine(blender, tmp_path, ph
     addon_utils.disable("blender_addon", default_set=True)
     assert proc.poll() is not None
     addon_utils.enable("blender_addon", default_set=True)
+
+
+@pytest.mark.blender
+def test_a_bundle_imported_from_disk_renders_through_an_engine_that_did_not_build_it(blender, tmp_path, bundle_dir):
+    from PIL import Image
+
+    from blender_addon import engine_link, scene_io
+    from blender_addon.operators.render import UPLOADED_ID
+    from engine.avatar import load_avatar
+    from engine.conventions import Intrinsics
+    from engine.extract.export import rgba_u8
+    from engine.rig import deform_for_avatar
+
+    prefs = bpy.context.preferences.addons["blender_addon"].preferences
+    prefs.mode, prefs.python_path, prefs.workspace = "LOCAL", sys.executable, str(tmp_path / "ws")
+    scene = bpy.context.scene
+
+    def render(avatar, out: str):
+        scene.camera = avatar.camera
+        scene.render.resolution_x = scene.render.resolution_y = 48
+        scene.render.resolution_percentage = 100
+        return bpy.ops.likeness.neural_render(avatar=avatar.name, mode="CURRENT", output_dir=out, wait=True)
+
+    # a bundle downloaded from another engine has no field: the render says so, and what to do
+    assert bpy.ops.likeness.import_avatar(directory=str(_bundle_copy(bundle_dir, tmp_path / "dl", field=False)))
+    with pytest.raises(RuntimeError, match="has no radiance field .*connect to the engine that built"):
+        render(scene_io.find_avatar(bpy.context), str(tmp_path / "r0"))
+
+    # the whole bundle folder, imported from disk: its field goes to the fresh engine once, then it renders
+    folder = _bundle_copy(bundle_dir, tmp_path / "on_disk")
+    assert bpy.ops.likeness.import_avatar(directory=str(folder)) == {"FINISHED"}
+    avatar = scene_io.find_avatar(bpy.context)
+    assert avatar.info["avatar_id"] == "" and UPLOADED_ID not in avatar.info
+    assert render(avatar, str(tmp_path / "r1")) == {"FINISHED"}
+    uploaded = avatar.info[UPLOADED_ID]
+    stored = tmp_path / "ws" / "avatars"
+    assert [p.name for p in stored.iterdir() if not p.name.startswith(".")] == [uploaded]
+    img = bpy.data.images[f"Neural {avatar.camera.name}"]
+    assert tuple(img.size) == (48, 48)
+    served = np.asarray(Image.open(img.filepath), np.int16)
+
+    # the pixels are the bundle's own: the same request rendered in-process from the folder
+    [(_, cam2world, intrinsics, expression)] = scene_io.frame_requests(
+        scene, avatar.camera, avatar, [scene.frame_current]
+    )
+    local = load_avatar(folder)
+    deform = None if expression is None else deform_for_avatar(local, expression)
+    mine = rgba_u8(local.render(np.array(cam2world), Intrinsics.from_dict(intrinsics), deform=deform)).astype(np.int16)
+    print(f"neural render of an uploaded bundle vs in-process: max |diff| {np.abs(served - mine).max()}")
+    assert np.abs(served - mine).max() <= 2 and (mine[..., 3] > 128).mean() > 0.05  # the head in the photo frame
+
+    # the next render uses the remembered id: nothing is sent again (the folder's field may even be gone now)
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in stored.rglob("*"))
+    (folder / "field.safetensors").unlink()
+    assert render(avatar, str(tmp_path / "r2")) == {"FINISHED"}
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in stored.rglob("*")) == before
+    engine_link.stop_local_engine()

@@ -208,6 +208,39 @@ def test_connection_limits_defaults_env_and_validation(monkeypatch):
             ServerSettings(workspace=".", **bad)
 
 
+def test_import_limits_and_the_field_header_check(monkeypatch, tmp_path):
+    import struct
+
+    import torch
+    from safetensors.torch import save
+
+    from engine.server.errors import ApiError
+    from engine.server.imports import field_file_size
+
+    s = ServerSettings(workspace=".")
+    assert s.max_field_bytes == 256 * 2**20 and s.max_import_request_bytes > s.max_field_bytes
+    monkeypatch.setenv("LIKENESS_MAX_FIELD_BYTES", str(2**20))
+    assert ServerSettings(workspace=".").max_field_bytes == 2**20
+    with pytest.raises(ValueError, match="max_field_bytes"):
+        ServerSettings(workspace=".", max_field_bytes=0)
+
+    meta = {"format": "likeness-field", "version": "1"}
+    data = save({"a": torch.zeros(3), "b": torch.zeros(2, 5, dtype=torch.float64)}, metadata=meta)
+    (n,) = struct.unpack("<Q", data[:8])
+    assert field_file_size(data[8 : 8 + n]) == len(data)  # the exact size, from the header alone
+    for bad, says in (
+        (save({"a": torch.zeros(3)}, metadata={**meta, "version": "9"}), "field format version '9'"),
+        (save({"a": torch.zeros(3)}), "not a Likeness field"),
+        (save({"a": torch.zeros(3, dtype=torch.int32)}, metadata=meta), "not floating point"),
+    ):
+        (n,) = struct.unpack("<Q", bad[:8])
+        with pytest.raises(ApiError, match=says) as exc:
+            field_file_size(bad[8 : 8 + n])
+        assert exc.value.status == 422 and exc.value.code == "bad_field"
+    with pytest.raises(ApiError, match="not JSON"):
+        field_file_size(b"\x80not json")
+
+
 def test_every_error_carries_a_hint():
     import engine.errors as domain
     from engine.server.errors import ApiError, from_domain

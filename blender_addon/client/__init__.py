@@ -1,6 +1,7 @@
 """The engine's HTTP API from the add-on's side: stdlib only, never imports bpy (unit-tested with plain pytest)."""
 
 from .api import EngineClient
+from .bundle_upload import FieldMissing
 from .errors import (
     BadInput,
     Cancelled,
@@ -27,6 +28,7 @@ __all__ = [
     "EngineError",
     "EngineIncompatible",
     "EngineUnreachable",
+    "FieldMissing",
     "Health",
     "Job",
     "JobFailed",

@@ -14,17 +14,18 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from ..bundle import BundleInvalid, bundle_path
-from . import swap
+from . import bundle_upload, swap
 from .errors import (
     Cancelled,
     DestinationRefused,
     EngineError,
     EngineIncompatible,
     EngineUnreachable,
+    NotFound,
     error_from_body,
     error_from_job,
 )
@@ -85,12 +86,22 @@ class EngineClient:
     # -- plumbing -------------------------------------------------------------------------------------------------
 
     def _request(
-        self, method: str, path: str, *, body: bytes | None = None, content_type: str = "", timeout_s: float = 0.0
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | Iterable[bytes] | None = None,
+        content_type: str = "",
+        timeout_s: float = 0.0,
+        content_length: int | None = None,
     ) -> tuple[bytes, str]:
+        """``body``: bytes, or an iterable of chunks streamed as they come (with its ``content_length``)."""
         req = urllib.request.Request(self.base_url + "/v1" + path, data=body, method=method)
         req.add_header("Accept", "application/json, image/png, */*")
         if content_type:
             req.add_header("Content-Type", content_type)
+        if content_length is not None:
+            req.add_header("Content-Length", str(content_length))
         if self.token:
             req.add_header("Authorization", f"Bearer {self.token}")
         try:
@@ -197,6 +208,38 @@ class EngineClient:
 
     def manifest(self, avatar_id: str) -> dict:
         return self._json("GET", f"/avatars/{urllib.parse.quote(avatar_id, safe='')}")
+
+    def has_avatar(self, avatar_id: str) -> bool:
+        """True when the engine holds a usable bundle of ``avatar_id``."""
+        try:
+            self.manifest(avatar_id)
+        except NotFound:
+            return False
+        return True
+
+    def upload_bundle(self, bundle_dir: str | Path, max_field_bytes: int = 0) -> str:
+        """Send a bundle folder the engine did not build -- its manifest, field and, for expressions, landmarks and
+        photo expression -- streamed from the files (``POST /v1/avatars``); returns the engine's id for it, the
+        same for the same files however often they are sent. The field must fit the engine's cap
+        (``max_field_bytes``; 0: the cap its health reports), checked before anything is sent.
+        :class:`~.bundle_upload.FieldMissing` when the folder has no field."""
+        parts = bundle_upload.upload_parts(bundle_dir)
+        limit = max_field_bytes or self.health().max_field_bytes or bundle_upload.DEFAULT_MAX_FIELD_BYTES
+        bundle_upload.check_field_size(parts, limit, self.base_url)
+        boundary = "likeness-" + uuid.uuid4().hex
+        body, length = bundle_upload.multipart_stream(parts, boundary)
+        raw, _ = self._request(
+            "POST",
+            "/avatars",
+            body=body,
+            content_type=f"multipart/form-data; boundary={boundary}",
+            timeout_s=UPLOAD_TIMEOUT_S,
+            content_length=length,
+        )
+        try:
+            return str(json.loads(raw.decode("utf-8"))["avatar"]["id"])
+        except (ValueError, KeyError, TypeError):
+            raise EngineError("the engine sent an invalid answer to POST /avatars") from None
 
     def file(self, avatar_id: str, key: str, timeout_s: float = UPLOAD_TIMEOUT_S) -> bytes:
         q = urllib.parse.quote

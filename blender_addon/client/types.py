@@ -16,6 +16,8 @@ class Health:
     device: str
     queue_length: int = 0
     busy: bool = False
+    max_field_bytes: int = 0
+    """The largest field.safetensors the engine imports (0: an engine that does not say)."""
 
     @staticmethod
     def from_dict(d: dict) -> Health:
@@ -25,6 +27,7 @@ class Health:
             device=str(d.get("device", "?")),
             queue_length=int(d.get("queue_length") or 0),
             busy=bool(d.get("busy", False)),
+            max_field_bytes=int(d.get("max_field_bytes") or 0),
         )
 
 

@@ -17,16 +17,36 @@ from ..preferences import engine_settings
 from ..properties import RENDER_MODE_ITEMS
 from .common import AVATAR, WAIT, finish, idle, print_error, require_avatar
 
+UPLOADED_ID = "uploaded_avatar_id"
+"""Key in ``collection["likeness"]``: the id an engine gave the bundle folder when the add-on uploaded it."""
 
-def _find_avatar_id(client, info: dict) -> str:
+
+def _find_avatar_id(client, info: dict) -> str | None:
     """The engine's id for an avatar imported from a folder: matched on its photo name and creation time."""
     for a in client.avatars():
         if a.input_name == info.get("input_name") and a.created == info.get("created"):
             return a.id
-    raise NotFound(
-        "the engine does not know this avatar (it was imported from a folder)",
-        "build it through the engine, or connect to the engine that built it",
-    )
+    return None
+
+
+def engine_avatar_id(client, info: dict, task) -> tuple[str, bool]:
+    """(id, uploaded): the engine's id for the avatar -- the one it built, the one an earlier upload got, or one it
+    lists with the same photo name and creation time; else the avatar's bundle folder is uploaded (its field and
+    what expressions need, ``POST /v1/avatars``) and the engine's new id returned. Worker thread; no bpy."""
+    for candidate in (info.get("avatar_id"), info.get(UPLOADED_ID)):
+        if candidate and client.has_avatar(candidate):
+            return candidate, False
+    found = _find_avatar_id(client, info)
+    if found:
+        return found, False
+    folder = info.get("bundle_dir") or ""
+    if not folder or not Path(folder).is_dir():
+        raise NotFound(
+            "the engine does not know this avatar and its bundle folder is gone",
+            "import the avatar again from its bundle folder, or connect to the engine that built it",
+        )
+    task.report("sending the avatar's field to the engine", 0.0)
+    return client.upload_bundle(folder), True
 
 
 def output_folder(context, output_dir: str) -> Path:
@@ -81,12 +101,12 @@ class LIKENESS_OT_neural_render(bpy.types.Operator):
         requests = scene_io.frame_requests(scene, cam, avatar, frames)
         out_dir = output_folder(context, self.output_dir)
         prefix = "neural_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", cam.name)
-        info, settings = avatar.info, engine_settings(context)
+        info, settings, coll_name = avatar.info, engine_settings(context), avatar.collection.name
         cam_name, as_background, single = cam.name, self.as_background, self.mode == "CURRENT"
 
         def work(task):
             client = engine_link.client_for(settings)
-            avatar_id = info.get("avatar_id") or _find_avatar_id(client, info)
+            avatar_id, uploaded = engine_avatar_id(client, info, task)
             out_dir.mkdir(parents=True, exist_ok=True)
             paths, t0 = [], time.monotonic()
             for i, (frame, cam2world, intrinsics, expression) in enumerate(requests):
@@ -104,10 +124,13 @@ class LIKENESS_OT_neural_render(bpy.types.Operator):
                     (i + 1) / len(requests),
                     per_frame * (len(requests) - i - 1),
                 )
-            return paths
+            return {"paths": paths, "avatar_id": avatar_id, "uploaded": uploaded}
 
         def done(task):
-            paths = task.result
+            paths = task.result["paths"]
+            coll = bpy.data.collections.get(coll_name)
+            if task.result["uploaded"] and coll is not None and scene_io.PROP in coll:
+                coll[scene_io.PROP][UPLOADED_ID] = task.result["avatar_id"]  # the next render skips the upload
             name = f"Neural {cam_name}" if single else f"Neural {cam_name} sequence"
             img = scene_io.load_render(Path(paths[0]), name, sequence_frames=0 if single else len(paths))
             target = bpy.data.objects.get(cam_name)

@@ -6,7 +6,8 @@ Main thread only (see ``jobs.py``). Functions take plain values and return the o
 decide what to report. Links back to the bundle live in ID properties (they survive without the add-on):
 
 * ``collection["likeness"]``: ``bundle_dir``, ``avatar_id``, ``engine_url``, ``engine_version``, ``input_name``,
-  ``quality``, ``created``, ``photo_width``, ``photo_height``;
+  ``quality``, ``created``, ``photo_width``, ``photo_height`` (and ``uploaded_avatar_id``, written by a neural
+  render that sent the bundle's field to an engine);
 * ``object["likeness_role"]``: ``head`` | ``photo_camera`` | ``landmarks`` | ``turntable_pivot`` |
   ``turntable_camera`` | ``dolly_camera`` | ``key_light`` | ``fill_light`` | ``rim_light``;
 * ``image["likeness_role"] = "neural_render"`` on neural renders.

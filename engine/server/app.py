@@ -20,6 +20,7 @@ from engine import __version__
 from engine.errors import BundleError, LikenessError
 from engine.server import API_VERSION
 from engine.server.errors import ApiError, from_domain, not_found, scrub
+from engine.server.imports import IMPORT_PARTS, Importer
 from engine.server.jobs import (
     CANCELLED,
     FAILED,
@@ -34,6 +35,7 @@ from engine.server.jobs import (
 )
 from engine.server.renders import Renderer
 from engine.server.schema import (
+    AvatarEnvelope,
     AvatarListing,
     AvatarSummary,
     BuildOptions,
@@ -62,6 +64,14 @@ MEDIA = {
 }
 MAX_EVENT_STREAMS = 64
 ERRORS = {status: {"model": ErrorEnvelope} for status in (401, 403, 404, 413, 422)}
+
+
+def upload_responses(model, again: str, *statuses: int) -> dict:
+    """The OpenAPI responses of an upload endpoint: 200 (``again``: the same upload was stored before) besides
+    its 201/202, the extra error ``statuses`` and the common :data:`ERRORS`."""
+    return {200: {"model": model, "description": again}, **{s: {"model": ErrorEnvelope} for s in statuses}, **ERRORS}
+
+
 UPLOAD_BODY = {
     "required": True,
     "content": {
@@ -76,6 +86,21 @@ UPLOAD_BODY = {
                         "description": "JSON object with any of quality, face_index, focal_35mm",
                         "example": '{"quality": "draft"}',
                     },
+                },
+            }
+        }
+    },
+}
+IMPORT_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["manifest", "field"],
+                "properties": {
+                    name: {"type": "string", "format": "binary", "description": f"the bundle's {file}"}
+                    for name, file in IMPORT_PARTS.items()
                 },
             }
         }
@@ -127,6 +152,7 @@ def create_app(settings: ServerSettings, ws: Workspace | None = None) -> FastAPI
     ray_slots = tuple(f"ray:{i}" for i in range(settings.ray_jobs)) if settings.ray else ()
     devices = settings.devices or ray_slots or detect_devices()
     renderer = Renderer(ws, settings.render_device, settings.max_pending_renders, settings.max_render_pixels)
+    importer = Importer(ws, settings.max_field_bytes, settings.max_import_json_bytes)
     supervisors = [Supervisor(settings, ws, store, d) for d in devices]
     streams = {"open": 0}
 
@@ -205,18 +231,14 @@ def create_app(settings: ServerSettings, ws: Workspace | None = None) -> FastAPI
             device=",".join(devices),
             queue_length=store.count(QUEUED),
             busy=store.count(RUNNING) > 0,
+            max_field_bytes=settings.max_field_bytes,
         )
 
     @app.post(
         "/v1/builds",
         status_code=202,
         response_model=JobEnvelope,
-        responses={
-            200: {"model": JobEnvelope, "description": "the same input was already submitted"},
-            415: {"model": ErrorEnvelope},
-            503: {"model": ErrorEnvelope},
-            **ERRORS,
-        },
+        responses=upload_responses(JobEnvelope, "the same input was already submitted", 415, 503),
         openapi_extra={"requestBody": UPLOAD_BODY},
     )
     async def submit_build(request: Request, response: Response) -> JobEnvelope:
@@ -291,6 +313,20 @@ def create_app(settings: ServerSettings, ws: Workspace | None = None) -> FastAPI
             SkippedAvatar(id=i, code=exc.code, message=scrub(exc.message), hint=scrub(exc.hint)) for i, exc in skipped
         ]
         return AvatarListing(avatars=avatars, skipped=bad)
+
+    @app.post(
+        "/v1/avatars",
+        status_code=201,
+        response_model=AvatarEnvelope,
+        responses=upload_responses(AvatarEnvelope, "the same files were imported before", 400, 415, 503, 507),
+        openapi_extra={"requestBody": IMPORT_BODY},
+    )
+    async def import_avatar(request: Request, response: Response) -> AvatarEnvelope:
+        """Import a bundle the engine did not build (its manifest, field and, for expressions, landmarks and
+        expression) so that it can be rendered: 201 when stored, 200 with the same id when already stored."""
+        avatar_id, created = await importer.receive(request)
+        response.status_code = 201 if created else 200
+        return AvatarEnvelope(avatar=AvatarSummary(**ws.summary(avatar_id, ws.manifest(avatar_id))))
 
     @app.get("/v1/avatars/{avatar_id}", responses={200: {"description": "the bundle's manifest.json"}, **ERRORS})
     def get_avatar(avatar_id: str) -> dict:

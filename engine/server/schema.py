@@ -104,6 +104,7 @@ class Health(BaseModel):
     device: str = Field(description="build device(s), e.g. cpu or cuda:0")
     queue_length: int = Field(description="jobs waiting")
     busy: bool = Field(description="a build is running")
+    max_field_bytes: int = Field(description="largest field.safetensors POST /v1/avatars accepts, bytes")
 
 
 class AvatarSummary(BaseModel):
@@ -112,6 +113,12 @@ class AvatarSummary(BaseModel):
     input_name: str
     quality: str
     metrics: dict
+
+
+class AvatarEnvelope(BaseModel):
+    """The answer of POST /v1/avatars: the imported avatar (201 when stored now, 200 when it already was)."""
+
+    avatar: AvatarSummary
 
 
 class AvatarList(BaseModel):

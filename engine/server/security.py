@@ -2,10 +2,13 @@
 
 Runs before routing, so it covers every route (downloads, event streams and the OpenAPI document included).
 Request bodies are read into memory here, at most the cap, before any handler runs: an oversized request gets
-413 and nothing is written anywhere (not even a spooled temp file). A body that stalls for ``body_timeout_s`` (or
-is not complete after ``body_deadline_s``) gets 408 and the connection is closed. Requests that pass the checks
-are counted: beyond ``max_requests_in_flight`` (uploads: ``max_uploads_in_flight``) they get 503 ``busy``, so
-refused callers never take a slot. Every refusal is the JSON error ``{"error": {"code", "message", "hint"}}``.
+413 and nothing is written anywhere (not even a spooled temp file). The one exception is an import's body
+(``STREAMED_ROUTES``: a field of up to hundreds of MB), handed to its route as it arrives under the same cap and
+timeouts: the first violation is answered here and the route sees the client go away. A body that stalls for
+``body_timeout_s`` (or is not complete after ``body_deadline_s``) gets 408 and the connection is closed. Requests
+that pass the checks are counted: beyond ``max_requests_in_flight`` (uploads: ``max_uploads_in_flight``) they get
+503 ``busy``, so refused callers never take a slot. Every refusal is the JSON error
+``{"error": {"code", "message", "hint"}}``.
 Connection-level limits (header timeout, connection caps) are in engine/server/connections.py.
 """
 
@@ -22,6 +25,7 @@ from engine.server.settings import ServerSettings
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 WILDCARDS = ("0.0.0.0", "::", "")
 UPLOAD_ROUTES = (("POST", "/v1/builds"),)
+STREAMED_ROUTES = (("POST", "/v1/avatars"),)
 CLOSE = (b"connection", b"close")
 
 
@@ -127,17 +131,18 @@ class RequestGuard:
         return None
 
     async def _too_large(self, send, cap: int) -> None:
-        upload = cap > self.settings.max_json_bytes
-        await send_error(
-            send,
-            413,
-            "payload_too_large",
-            f"the request body is larger than {cap // 1024} KiB",
-            f"send one photo of at most {self.settings.max_upload_bytes // 2**20} MB"
-            if upload
-            else "send a smaller JSON body; only POST /v1/builds takes large bodies",
-            (CLOSE,),
-        )
+        s = self.settings
+        if cap == s.max_import_request_bytes:
+            hint = (
+                f"send a field of at most {s.max_field_bytes / 2**20:.0f} MiB (the engine's LIKENESS_MAX_FIELD_BYTES), "
+                "or render with the engine that built the avatar"
+            )
+        elif cap > s.max_json_bytes:
+            hint = f"send one photo of at most {s.max_upload_bytes // 2**20} MB"
+        else:
+            hint = "send a smaller JSON body; only POST /v1/builds and POST /v1/avatars take large bodies"
+        message = f"the request body is larger than {cap // 1024} KiB"
+        await send_error(send, 413, "payload_too_large", message, hint, (CLOSE,))
 
     async def _timed_out(self, send, stalled: bool) -> None:
         s = self.settings
@@ -173,9 +178,48 @@ class RequestGuard:
             if not msg.get("more_body", False):
                 return b"".join(chunks)
 
+    async def _stream(self, scope, receive, send, cap: int) -> None:
+        """Run the route with its body handed over as it arrives, capped and timed as :meth:`_read_body` does: the
+        first violation is answered here (413, 408), the route then receives ``http.disconnect`` and whatever it
+        sends afterwards is dropped."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.body_deadline_s
+        state = {"total": 0, "answered": False, "complete": False}
+
+        async def guarded_receive():
+            if state["answered"]:
+                return {"type": "http.disconnect"}
+            if state["complete"]:
+                return await receive()
+            left = deadline - loop.time()
+            wait = min(self.settings.body_timeout_s, left)
+            try:
+                msg = await asyncio.wait_for(receive(), max(wait, 0.0))
+            except TimeoutError:
+                state["answered"] = True
+                await self._timed_out(send, stalled=wait < left)
+                return {"type": "http.disconnect"}
+            if msg["type"] == "http.request":
+                state["total"] += len(msg.get("body", b""))
+                if state["total"] > cap:
+                    state["answered"] = True
+                    await self._too_large(send, cap)
+                    return {"type": "http.disconnect"}
+                state["complete"] = not msg.get("more_body", False)
+            return msg
+
+        async def guarded_send(message) -> None:
+            if not state["answered"]:
+                await send(message)
+
+        await self.app(scope, guarded_receive, guarded_send)
+
     def _cap(self, method: str, path: str) -> int:
-        if (method, path.rstrip("/")) in UPLOAD_ROUTES:
+        route = (method, path.rstrip("/"))
+        if route in UPLOAD_ROUTES:
             return self.settings.max_upload_request_bytes
+        if route in STREAMED_ROUTES:
+            return self.settings.max_import_request_bytes
         return self.settings.max_json_bytes
 
     async def __call__(self, scope, receive, send) -> None:
@@ -227,6 +271,8 @@ class RequestGuard:
         try:
             if not declared and not chunked:
                 return await self.app(scope, receive, send)
+            if (scope["method"], scope["path"].rstrip("/")) in STREAMED_ROUTES:
+                return await self._stream(scope, receive, send, cap)
             body = await self._read_body(receive, send, cap)
             if body is None:
                 return

@@ -57,6 +57,11 @@ class ServerSettings:
     """Multipart framing + options allowed on top of ``max_upload_bytes``."""
     max_json_bytes: int = 64 * 1024
     """Largest body of any other request."""
+    max_field_bytes: int = _env("LIKENESS_MAX_FIELD_BYTES", 256 * 2**20, int)
+    """Largest ``field.safetensors`` an import (POST /v1/avatars) accepts: a draft field is ~17 MB, standard
+    ~46 MB, high ~142 MB (more with extra views). Streamed to disk, never held in memory. LIKENESS_MAX_FIELD_BYTES."""
+    max_import_json_bytes: int = 4 * 2**20
+    """Largest manifest.json, landmarks.json or expression.json part of an import (a bundle's are tens of kB)."""
     max_render_pixels: int = 4096 * 4096
     """Largest width * height of one render."""
     max_pending_renders: int = 64
@@ -105,8 +110,8 @@ class ServerSettings:
     """Requests past the request guard (Host, Origin, token) at once, event streams included; more get 503
     ``busy``. Refused requests never count. LIKENESS_MAX_REQUESTS."""
     max_uploads_in_flight: int = _env("LIKENESS_MAX_UPLOADS", 4, int)
-    """Build uploads being received and checked at once (each buffered in memory, up to ~50 MiB); more get 503
-    ``busy``. LIKENESS_MAX_UPLOADS."""
+    """Uploads being received and checked at once (a build's photo is buffered in memory, up to ~50 MiB; an
+    import's field is streamed to disk); more get 503 ``busy``. LIKENESS_MAX_UPLOADS."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -126,6 +131,8 @@ class ServerSettings:
             "max_requests_in_flight",
             "max_uploads_in_flight",
             "ray_jobs",
+            "max_field_bytes",
+            "max_import_json_bytes",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
@@ -133,6 +140,11 @@ class ServerSettings:
     @property
     def max_upload_request_bytes(self) -> int:
         return self.max_upload_bytes + self.max_form_overhead_bytes
+
+    @property
+    def max_import_request_bytes(self) -> int:
+        """The body cap of POST /v1/avatars: the field, three JSON parts and the multipart framing."""
+        return self.max_field_bytes + 3 * self.max_import_json_bytes + self.max_form_overhead_bytes
 
 
 def is_loopback(host: str) -> bool:
