@@ -309,7 +309,8 @@ def method_option(text: str) -> tuple[str, float]:
 def cmd_asset(args) -> int:
     from engine.asset.build import build_asset
 
-    out = build_asset(Path(args.bundle), Path(args.output) if args.output else None, args.texture_size)
+    out = Path(args.output) if args.output else None
+    out = build_asset(Path(args.bundle), out, args.texture_size, subdiv=args.subdiv)
     print(out / "head.glb")
     return 0
 
@@ -423,6 +424,8 @@ def make_parser() -> argparse.ArgumentParser:
     a.add_argument("bundle")
     a.add_argument("-o", "--output", help="asset folder (default: BUNDLE/asset)")
     a.add_argument("--texture-size", type=int, choices=(1024, 2048, 4096), default=2048, help="atlas side, px")
+    subdiv_help = "also write the skin Catmull-Clark subdivided 1 or 2 times (head_subd1.glb, head_subd2.glb)"
+    a.add_argument("--subdiv", type=int, choices=(0, 1, 2), default=2, help=subdiv_help)
     a.set_defaults(func=cmd_asset)
 
     s = sub.add_parser("serve", help="serve the engine over HTTP (API v1, see docs/API.md)")

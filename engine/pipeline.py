@@ -288,7 +288,8 @@ def _write(ctx: BuildContext) -> None:
     manifest["files"].update(rig_info["files"])
     manifest["files"].update(prior_files)
     if ctx.asset is not None:
-        manifest["files"].update({k: v for k, v in OPTIONAL_FILES.items() if k.startswith("asset_")})
+        written = {k: v for k, v in OPTIONAL_FILES.items() if k.startswith("asset_") and (d / v).is_file()}
+        manifest["files"].update(written)  # the subdivided levels only as the stage wrote them
         manifest["asset"] = ctx.asset
     if "prior" in ctx.info_init:
         from engine.prior import PRIOR_NAME, PRIOR_VERSION

@@ -1,6 +1,7 @@
 """Print an asset's numbers as JSON: per part vertex/face counts, non-manifold edges, boundary loops (count,
 length in cm), the skin's self-intersections, UV stretch and texel density (px/cm) over the face, texel density per
-part, flipped UVs, UV overlap, atlas use (of the layout engine/asset/uvpack.py packs).
+part, flipped UVs, UV overlap, atlas use (of the layout engine/asset/uvpack.py packs); and under "subdivided" the
+same topology numbers for head_subd1.glb / head_subd2.glb where the asset has them.
 
     python scripts/asset_stats.py BUNDLE_OR_ASSET     (a bundle means its asset/ folder)
 """
@@ -13,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.asset.stats import asset_stats  # noqa: E402
+from engine.asset.stats import asset_stats, subdivision_stats  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
@@ -26,7 +27,7 @@ def main(argv: list[str]) -> int:
     if not (folder / "asset.json").is_file():
         print(f"asset_stats: no asset in {argv[0]} (make one: likeness asset BUNDLE)", file=sys.stderr)
         return 2
-    print(json.dumps(asset_stats(folder), indent=1))
+    print(json.dumps({**asset_stats(folder), "subdivided": subdivision_stats(folder)}, indent=1))
     return 0
 
 

@@ -2,7 +2,7 @@
 ``asset_summary``, as the stage runs them, in a fresh process (so the UV layout's in-process cache is cold; the
 on-disk one is used if present, see engine/asset/uvpack.py). Prints JSON: seconds in total and per step.
 
-    python scripts/bench_asset.py BUNDLE [--texture-size 1024] [--out FOLDER] [--no-layout-cache]
+    python scripts/bench_asset.py BUNDLE [--texture-size 1024] [--out FOLDER] [--no-layout-cache] [--subdiv K]
 
 The asset is written to --out (default a temporary folder), never into the bundle.
 """
@@ -43,6 +43,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--out", type=Path, default=None)
     no_cache = "neither read nor write the on-disk UV layout (LIKENESS_ASSET_LAYOUT_CACHE=0)"
     ap.add_argument("--no-layout-cache", action="store_true", help=no_cache)
+    ap.add_argument("--subdiv", type=int, choices=(0, 1, 2), default=None, help="default: the build's")
     args = ap.parse_args(argv)
     t_import = time.perf_counter()
     import torch
@@ -65,13 +66,19 @@ def main(argv: list[str]) -> int:
     _timed(build, "bake", steps, "bake")
     _timed(build, "glb_bytes", steps, "glb")
     _timed(build, "lighting", steps, "lighting")
+    _timed(build, "skin_levels", steps, "subdivision_levels")
+    _timed(build, "skin_mesh", steps, "subdivided_skins")
+    _timed(build, "skin_normal_map", steps, "normal_map")
+    _timed(build, "roughness", steps, "roughness_map")
+    _timed(build, "write_quad_obj", steps, "quad_objs")
     _timed(stats, "asset_summary", steps, "summary")
     _timed(uvpack, "atlas_layout", steps, "uv_layout_computed")
     t_import = time.perf_counter() - t_import
     avatar = load_avatar(args.bundle)
     out = args.out or Path(tempfile.mkdtemp(prefix="bench_asset_"))
     t0 = time.perf_counter()
-    build.write_asset(avatar, out, args.texture_size, source=str(args.bundle))
+    subdiv = build.SUBDIV_LEVELS if args.subdiv is None else args.subdiv
+    build.write_asset(avatar, out, args.texture_size, source=str(args.bundle), subdiv=subdiv)
     t_write = time.perf_counter() - t0
     t1 = time.perf_counter()
     stats.asset_summary(out)
@@ -82,6 +89,7 @@ def main(argv: list[str]) -> int:
                 "command": " ".join([Path(sys.argv[0]).name, *argv]),
                 "bundle": str(args.bundle),
                 "texture_size": args.texture_size,
+                "subdiv": subdiv,
                 "out": str(out),
                 "stage_s": round(t_write + t_summary, 2),
                 "write_asset_s": round(t_write, 2),

@@ -181,7 +181,7 @@ def asset_dir(bundle_dir, tmp_path_factory) -> Path:
     prepared_prior()
     from engine.asset.build import build_asset
 
-    return build_asset(bundle_dir, tmp_path_factory.mktemp("asset") / "asset", texture_size=1024)
+    return build_asset(bundle_dir, tmp_path_factory.mktemp("asset") / "asset", texture_size=1024, subdiv=2)
 
 
 @pytest.mark.slow
@@ -244,10 +244,11 @@ def test_asset_rig_check_script(asset_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_asset_glb_passes_the_validator(asset_dir):
+@pytest.mark.parametrize("glb", ["head.glb", "head_subd1.glb", "head_subd2.glb"])
+def test_asset_glb_passes_the_validator(asset_dir, glb):
     if shutil.which("node") is None or not (NODE_MODULES / "gltf-validator").is_dir():
         pytest.skip("node or the gltf-validator npm package is not installed (make installs it when npm exists)")
-    p = subprocess.run(["node", str(REPO / "tests" / "gltf_validate.js"), str(asset_dir / "head.glb")],
+    p = subprocess.run(["node", str(REPO / "tests" / "gltf_validate.js"), str(asset_dir / glb)],
                        capture_output=True, text=True, env={**os.environ, "NODE_PATH": str(NODE_MODULES)},
                        timeout=120)  # fmt: skip
     assert p.returncode == 0, p.stderr
@@ -255,65 +256,136 @@ def test_asset_glb_passes_the_validator(asset_dir):
     assert report["issues"]["numErrors"] == 0, json.dumps(report["issues"]["messages"][:10], indent=1)
     assert report["issues"]["numWarnings"] == 0, json.dumps(report["issues"]["messages"][:10], indent=1)
     assert report["info"]["hasMorphTargets"] and report["info"]["hasSkins"] and report["info"]["drawCallCount"] == 6
+    assert report["info"]["hasTextures"]
 
 
-BLENDER = r"""
+def _primitive(glb: Path, name: str = "skin") -> tuple[dict, dict, dict]:
+    """A part's primitive attributes (name -> array, and "indices"), its material and the mesh's extras."""
+    from engine.rig.gltf import accessor_array, read_glb
+
+    g, binary = read_glb(glb.read_bytes())
+    mesh = next(m for m in g["meshes"] if m["name"] == name)
+    prim = mesh["primitives"][0]
+    attrs = {k: accessor_array(g, binary, a) for k, a in prim["attributes"].items()}
+    attrs["indices"] = accessor_array(g, binary, prim["indices"]).reshape(-1, 3)
+    return attrs, g["materials"][prim["material"]], mesh.get("extras", {})
+
+
+@pytest.mark.slow
+def test_asset_subdivided_levels(asset_dir):
+    from engine.asset.stats import asset_stats, read_asset_meshes, subdivision_stats
+
+    info = json.loads((asset_dir / "asset.json").read_text())
+    levels = info["levels"]
+    assert [lv["subdivision"] for lv in levels] == [0, 1, 2]
+    base, _, _ = _primitive(asset_dir / "head.glb")
+    n0 = len(base["POSITION"])
+    for lv in levels[1:]:
+        k = lv["subdivision"]
+        attrs, mat, extras = _primitive(asset_dir / f"head_subd{k}.glb")
+        assert extras["subdivision_level"] == k and len(extras["targetNames"]) == 52
+        assert len(attrs["POSITION"]) == lv["vertices_uv_split"] and len(attrs["indices"]) == 2 * lv["quads"]
+        tv = attrs["_TEMPLATE_VERTEX"]  # level 0's vertices first (same ids), the added ones -1
+        assert np.array_equal(tv[:n0], base["_TEMPLATE_VERTEX"]) and (tv[n0:] == -1).all()
+        assert np.allclose(attrs["TEXCOORD_0"][:n0], base["TEXCOORD_0"])
+        assert "normalTexture" in mat and "TANGENT" in attrs
+    assert levels[1]["quads"] == 4 * levels[0]["quads"] and levels[2]["quads"] == 16 * levels[0]["quads"]
+    st = subdivision_stats(asset_dir, self_intersections_up_to=1)
+    lod0 = asset_stats(asset_dir, coverage_size=256)["parts"]["skin"]
+    for k in (1, 2):
+        s = st[f"subd{k}"]
+        assert s["morph_targets"] == 52 and s["non_manifold_edges"] == 0 and s["quad_share_obj"] == 1.0
+        assert len(s["boundary_loops"]) == 1  # the neck cut, as a cubic B-spline of the template's: a little shorter
+        assert 0.9 < s["boundary_loops"][0]["length_cm"] / lod0["boundary_loops"][0]["length_cm"] <= 1.0
+        assert s["flipped_uv_faces"] == 0
+    assert st["subd1"]["self_intersections"] == 0
+    meshes, _ = read_asset_meshes(asset_dir / "head_subd1.glb")
+    assert set(meshes) == {"skin", "eye_L", "eye_R", "teeth_upper", "teeth_lower", "tongue"}
+
+
+@pytest.mark.slow
+def test_asset_normal_and_roughness_maps(asset_dir):
+    from PIL import Image
+
+    from engine.asset.maps import FLAT_RGB, ROUGHNESS
+
+    info = json.loads((asset_dir / "asset.json").read_text())
+    nm_info = info["normal_map"]
+    nmap = np.asarray(Image.open(asset_dir / info["files"]["normal"]).convert("RGB"))
+    rough = np.asarray(Image.open(asset_dir / info["files"]["roughness"])).astype(float) / 255.0
+    assert nmap.shape[:2] == rough.shape == (1024, 1024)
+    attrs, mat, _ = _primitive(asset_dir / "head.glb")
+    assert (
+        mat["pbrMetallicRoughness"]["metallicFactor"] == 0.0
+        and "metallicRoughnessTexture" in mat["pbrMetallicRoughness"]
+    )
+    prior = prepared_prior()  # regions in the template's own frame (the world's head may be turned)
+    pos = prior.vertices[attrs["_TEMPLATE_VERTEX"].astype(np.int64)]
+    px = np.clip((attrs["TEXCOORD_0"] * 1024).astype(int), 0, 1023)  # glTF UVs: v down, as the image rows
+    back = pos[:, 2] < -0.03  # the back of the head: the photo saw nothing there
+    assert (nmap[px[back, 1], px[back, 0]] == FLAT_RGB).all()
+    assert nm_info["flat_share_of_atlas"] > 0.8 and 0.3 < nm_info["face_mean_deg"] < 15.0
+    assert nm_info["max_deg"] <= 45.0 and set(nm_info["photo_shading_corr"]) == {"mesh", "mapped"}
+    assert ROUGHNESS["cornea"] - 0.01 <= rough.min() and rough.max() <= ROUGHNESS["scalp"] + 0.01
+    top = pos[:, 1] > pos[:, 1].max() - 0.02  # the crown: scalp
+    assert abs(np.median(rough[px[top, 1], px[top, 0]]) - ROUGHNESS["scalp"]) < 0.02
+    cheek = (np.abs(np.abs(pos[:, 0]) - 0.045) < 0.01) & (np.abs(pos[:, 1] + 0.03) < 0.01) & (pos[:, 2] > 0.07)
+    assert cheek.sum() > 5 and abs(np.median(rough[px[cheek, 1], px[cheek, 0]]) - ROUGHNESS["skin"]) < 0.03
+    eye, _, _ = _primitive(asset_dir / "head.glb", "eye_L")
+    epos = prior.vertices[eye["_TEMPLATE_VERTEX"].astype(np.int64)]
+    front = epos[:, 2] > epos[:, 2].max() - 0.002  # the cornea, round the rest gaze (+Z)
+    epx = np.clip((eye["TEXCOORD_0"][front] * 1024).astype(int), 0, 1023)
+    assert rough[epx[:, 1], epx[:, 0]].max() < 0.12
+
+
+BLENDER_LEVELS = r"""
 import json, sys
 import bpy
+import numpy as np
 
-def describe():
-    out = {}
-    for o in bpy.data.objects:
-        d = {"type": o.type}
-        if o.type == "MESH":
-            d["shape_keys"] = [k.name for k in o.data.shape_keys.key_blocks] if o.data.shape_keys else []
-            d["uv_layers"] = len(o.data.uv_layers)
-            d["groups"] = [g.name for g in o.vertex_groups]
-        if o.type == "ARMATURE":
-            d["bones"] = [b.name for b in o.data.bones]
-        if o.type == "CAMERA":
-            d["angle_y"] = o.data.angle_y
-        out[o.name] = d
-    return out
-
-bpy.ops.wm.read_factory_settings(use_empty=True)
-bpy.ops.import_scene.gltf(filepath=sys.argv[1])
-glb = describe()
-bpy.ops.export_scene.fbx(filepath=sys.argv[2], add_leaf_bones=False)
-bpy.ops.wm.read_factory_settings(use_empty=True)
-bpy.ops.import_scene.fbx(filepath=sys.argv[2])
-print(json.dumps({"glb": glb, "fbx": describe()}))
+out = {}
+for k, path in enumerate(sys.argv[2:]):
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.ops.import_scene.gltf(filepath=path)
+    me = bpy.data.objects["skin"].data
+    bsdf = next(n for n in me.materials[0].node_tree.nodes if n.type == "BSDF_PRINCIPLED")
+    me.calc_tangents()  # Blender's MikkTSpace, on the UVs it imported (v up)
+    n = len(me.loops)
+    t, s, vi = np.zeros(3 * n), np.zeros(n), np.zeros(n, dtype=np.int64)
+    me.loops.foreach_get("tangent", t)
+    me.loops.foreach_get("bitangent_sign", s)
+    me.loops.foreach_get("vertex_index", vi)
+    np.savez(f"{sys.argv[1]}/{k}.npz", tangent=t.reshape(-1, 3), sign=s, vertex=vi)
+    out[path] = {"vertices": len(me.vertices), "shape_keys": [b.name for b in me.shape_keys.key_blocks],
+                 "normal_map": bsdf.inputs["Normal"].is_linked, "roughness_map": bsdf.inputs["Roughness"].is_linked,
+                 "loops": f"{sys.argv[1]}/{k}.npz"}
+print(json.dumps(out))
 """
 
 
 @pytest.mark.slow
 @pytest.mark.blender
 @pytest.mark.skipif(importlib.util.find_spec("bpy") is None, reason="needs the bpy module (pip install bpy==5.0.1)")
-def test_asset_in_blender_glb_and_fbx(asset_dir, tmp_path):
+def test_asset_levels_in_blender_with_its_tangents(asset_dir, tmp_path):
+    """Each level imports with the 52 shape keys, the normal and roughness maps wired; the GLB's TANGENTs (the
+    frames the normal map was baked in) are Blender's own MikkTSpace ones."""
     from engine.rig.arkit import ARKIT_NAMES
 
-    # Blender in a child process (tests/test_rig_blender.py says why)
-    p = subprocess.run([sys.executable, "-c", BLENDER, str(asset_dir / "head.glb"), str(tmp_path / "head.fbx")],
-                       capture_output=True, text=True, timeout=300)  # fmt: skip
+    glbs = [str(asset_dir / g) for g in ("head.glb", "head_subd1.glb", "head_subd2.glb")]
+    p = subprocess.run([sys.executable, "-c", BLENDER_LEVELS, str(tmp_path), *glbs], capture_output=True, text=True,
+                       timeout=300)  # fmt: skip
     assert p.returncode == 0, p.stderr[-2000:]
     got = json.loads(p.stdout.strip().splitlines()[-1])
-    for kind in ("glb", "fbx"):
-        objs = got[kind]
-        for part in ("skin", "eye_L", "eye_R", "teeth_upper", "teeth_lower", "tongue"):
-            assert objs[part]["type"] == "MESH" and objs[part]["uv_layers"] == 1, (kind, part)
-        assert objs["skin"]["shape_keys"] == ["Basis", *ARKIT_NAMES], kind
-        cams = [o for o in objs.values() if o["type"] == "CAMERA"]
-        assert len(cams) == 1 and 0.1 < cams[0]["angle_y"] < 1.5, kind
-        arm = [o for o in objs.values() if o["type"] == "ARMATURE"]
-        assert len(arm) == 1 and set(arm[0]["bones"]) == {"neck", "head", "eye_L", "eye_R"}, kind
-        assert "eye_L" in objs["eye_L"]["groups"] and "head" in objs["skin"]["groups"], kind
-
-
-@pytest.mark.slow
-def test_cli_asset_without_prior_is_one_line(bundle_dir, tmp_path, monkeypatch, capsys):
-    from engine.cli import main
-
-    monkeypatch.setenv("LIKENESS_CACHE_DIR", str(tmp_path / "empty"))
-    assert main(["asset", str(bundle_dir), "-o", str(tmp_path / "a")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "prepare-prior" in err[0]
+    for glb in glbs:
+        b = got[glb]
+        attrs, _, _ = _primitive(Path(glb))
+        assert b["shape_keys"] == ["Basis", *ARKIT_NAMES] and b["normal_map"] and b["roughness_map"], glb
+        assert b["vertices"] == len(attrs["POSITION"])  # not merged: the GLB's vertex order
+        loops = np.load(b["loops"])
+        tan = attrs["TANGENT"][loops["vertex"]]
+        ours = np.stack([tan[:, 0], -tan[:, 2], tan[:, 1]], 1)  # glTF +Y up -> Blender +Z up
+        theirs = loops["tangent"]
+        cos = (ours * theirs).sum(1) / np.linalg.norm(theirs, axis=1).clip(1e-12)
+        deg = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+        assert deg.mean() < 0.5 and np.percentile(deg, 99) < 3.0, (glb, deg.mean(), np.percentile(deg, 99))
+        assert (np.sign(tan[:, 3]) == np.sign(loops["sign"])).mean() > 0.999, glb

@@ -1,6 +1,8 @@
 """Assemble the artist asset from a bundle: the head prior fitted to the bundle's landmarks, its skin snapped to
-the field's face, one texture atlas on the template UVs, written as ``head.glb`` (+ ``texture.png``, its de-lit
-``albedo.png``, ``skin.obj`` with the template's quads, ``asset.json``) in the asset folder. docs/ASSET.md."""
+the field's face, one texture atlas on the template UVs with a normal and a roughness map, written as ``head.glb``
+(+ ``texture.png``, its de-lit ``albedo.png``, ``normal.png``, ``roughness.png``, ``skin.obj`` with the template's
+quads, ``asset.json``) in the asset folder, and the skin subdivided once and twice (``head_subd1.glb``,
+``head_subd2.glb``, ``skin_subd1.obj``, ``skin_subd2.obj``). docs/ASSET.md."""
 
 from __future__ import annotations
 
@@ -11,15 +13,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from engine.asset.delight import delight, texel_attributes, unit
+from engine.asset.fieldfn import sdf_world_fn
 from engine.asset.gltf import CameraOut, Joint, MeshOut, build_glb
+from engine.asset.lod import SkinLevel, SkinMesh, skin_levels, snap_level, subdivide_deltas
+from engine.asset.maps import ROUGHNESS, metallic_roughness_rgb, tangent_frames
 from engine.asset.measure import intersecting_pairs
-from engine.asset.parts import ASSET_PARTS, Part, split_parts, template_edges
+from engine.asset.parts import ASSET_PARTS, Part, split_parts
 from engine.asset.rig import clean_deltas
+from engine.asset.skin import outward_sign, skin_topology
 from engine.asset.snap import face_weight, find_surface, front_visible, smoothstep, snap_skin
+from engine.asset.surface import roughness, skin_normal_map
 from engine.asset.texture import SCLERA_RGB, TEETH_RGB, TONGUE_RGB, AtlasPart, bake_atlas, eye_sampling
 from engine.asset.uvpack import packed_parts
 from engine.avatar import load_avatar, load_landmarks_world
@@ -32,15 +38,22 @@ from engine.prior.model import PARTS, HeadPrior, load_prior
 
 ASSET_FORMAT, ASSET_VERSION = "likeness-asset", 1
 FILES = {k.removeprefix("asset_"): v.rsplit("/", 1)[1] for k, v in OPTIONAL_FILES.items() if k.startswith("asset_")}
-"""The asset folder's files (glb, texture, skin_obj, info), as the bundle lists them (engine.io.manifest)."""
+"""The asset folder's files (glb, texture, albedo, normal, roughness, skin_obj, subd1_glb, ..., info), as the
+bundle lists them (engine.io.manifest)."""
 COLOUR_BAND_M = 0.04
 """How far out from the skin the field's surface is looked for to colour it (hair over the skull)."""
 INNER_RADIUS_M = 0.008
 """Eyes, teeth and tongue move with the mean displacement of the skin within this of their own extent."""
-MATERIALS = [{"name": "likeness_skin", "roughness": 0.6}, {"name": "likeness_eye", "roughness": 0.15}]
+SUBDIV_LEVELS = 1
+"""How many subdivided levels of the skin write_asset writes beside head.glb by default (0, 1 or 2): a build's
+asset stage writes the mid level (level 2 adds ~1.2 s and 28 MB to a bundle); ``likeness asset`` writes both."""
+LEVEL_FILES = {k: (f"subd{k}_glb", f"skin_subd{k}_obj") for k in (1, 2)}
+"""Each subdivided level's GLB and quad OBJ (keys of FILES)."""
+MATERIALS = [{"name": "likeness_skin", "roughness": 0.6, "normal": True}, {"name": "likeness_eye", "roughness": 0.15}]
 MATERIALS += [{"name": "likeness_mouth", "roughness": 0.35}]
 FACE_FACING = 0.3
 """Face texels whose normal is at more than acos(0.3) = 73 deg from the photo camera are left out of the light fit."""
+_skin, _outward = skin_topology, outward_sign  # the names the rest of this module (and older callers) use
 JOINTS_TEMPLATE = {"neck": (0.0, -0.11, -0.02), "head": (0.0, -0.04, -0.01)}
 """Joint heads on the neutral template (metres, the prior's frame); the eye joints sit at the eyeballs' centres."""
 
@@ -50,7 +63,9 @@ class Asset:
     """The assembled asset in world metres. ``neutral`` (V, 3) template-indexed vertices (ARKit weights 0, skin
     snapped), ``posed`` the same with the photo's expression, ``deltas`` (52, V, 3) world ARKit deltas (the
     template's, cleaned by engine.asset.rig.clean_deltas), ``expression`` (52,), ``snap_m`` (V, 3) the
-    displacement added to the skin, ``similarity`` (s, R, t) template -> world, ``info`` what asset.json holds."""
+    displacement added to the skin, ``snap_weight`` (V,) how much the field's surface counted at each skin vertex
+    (engine.asset.snap.Snap.weight; 0 off the skin), ``similarity`` (s, R, t) template -> world, ``info`` what
+    asset.json holds."""
 
     prior: HeadPrior
     parts: dict[str, Part]
@@ -59,6 +74,7 @@ class Asset:
     deltas: np.ndarray
     expression: np.ndarray
     snap_m: np.ndarray
+    snap_weight: np.ndarray
     similarity: tuple[float, np.ndarray, np.ndarray]
     info: dict
 
@@ -66,39 +82,6 @@ class Asset:
         """Points (..., 3) in the prior's frame -> world metres, by the fitted similarity."""
         s, rot, t = self.similarity
         return s * np.asarray(points, np.float64) @ rot.T + t
-
-
-def sdf_world_fn(field, scale: float, chunk: int = 262144):
-    """world points (N, 3) metres -> the field's signed distance to its extracted surface (N,) in world metres."""
-    dev = field.box_center.device
-    level = float(field.surface_level)
-
-    def fn(pts: np.ndarray) -> np.ndarray:
-        out = []
-        with torch.no_grad():
-            for i in range(0, len(pts), chunk):
-                p = torch.as_tensor(pts[i : i + chunk] * scale, dtype=torch.float32, device=dev)
-                out.append(field.sdf_at(p).reshape(-1).cpu().numpy().astype(np.float64))
-        return (np.concatenate(out) - level) / scale if out else np.zeros(0)
-
-    return fn
-
-
-def _skin(prior: HeadPrior) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Skin template vertex ids (S,), its triangles and edges in local (0..S-1) indices."""
-    ids = np.nonzero(prior.part == PARTS.index("skin"))[0]
-    local = np.full(len(prior.vertices), -1)
-    local[ids] = np.arange(len(ids))
-    quads = local[prior.quads[prior.part[prior.quads[:, 0]] == 0]]
-    tris = np.concatenate([quads[:, [0, 1, 2]], quads[:, [0, 2, 3]]])
-    return ids, tris, template_edges(quads)
-
-
-def _outward(verts: np.ndarray, tris: np.ndarray) -> float:
-    """+1 if the triangles wind outward (positive enclosed volume about the centroid), else -1."""
-    c = verts.mean(0)
-    a, b, d = verts[tris[:, 0]] - c, verts[tris[:, 1]] - c, verts[tris[:, 2]] - c
-    return 1.0 if (a * np.cross(b, d)).sum() > 0 else -1.0
 
 
 def assemble(avatar, prior: HeadPrior | None = None, landmarks_world: np.ndarray | None = None) -> Asset:
@@ -152,7 +135,9 @@ def assemble(avatar, prior: HeadPrior | None = None, landmarks_world: np.ndarray
             "eye_skin_crossings_asset": {k: e[1] for k, e in eyes.items()},
         },
     }
-    return Asset(prior, parts, neutral + disp, posed + disp, deltas, fitted.expression, disp, (s, rot, t), info)
+    weight = np.zeros(len(neutral))
+    weight[ids] = snap.weight
+    return Asset(prior, parts, neutral + disp, posed + disp, deltas, fitted.expression, disp, weight, (s, rot, t), info)
 
 
 def bake(asset: Asset, avatar, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -201,11 +186,32 @@ def lighting(asset: Asset, avatar, texture: np.ndarray, covered: np.ndarray) -> 
     return delight(texture, n, on_skin, face, covered, seen)
 
 
-def glb_bytes(asset: Asset, avatar, texture: np.ndarray) -> bytes:
+def skin_mesh(asset: Asset, level: SkinLevel, sdf_fn=None) -> SkinMesh:
+    """The skin at ``level``: the asset's skin through the level's matrix, its face snapped to the field's surface
+    (engine.asset.lod.snap_level) when ``sdf_fn`` is given and the level is subdivided."""
+    ids, tris, _ = _skin(asset.prior)
+    m = level.matrix
+    neutral, posed = m @ asset.neutral[ids], m @ asset.posed[ids]
+    note = None
+    sign = _outward(asset.prior.vertices[ids], tris)
+    if level.level > 0 and sdf_fn is not None:
+        n = sign * vertex_normals(posed, level.welded_triangles)
+        disp, note = snap_level(posed, n, m @ asset.snap_weight[ids], level.edges, level.level, sdf_fn)
+        neutral, posed = neutral + disp, posed + disp
+    return SkinMesh(level, neutral, posed, subdivide_deltas(m, asset.deltas[:, ids]), note, sign)
+
+
+def _png(img: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def glb_bytes(asset: Asset, avatar, textures: dict[str, bytes], skin: SkinMesh) -> bytes:
+    """The GLB: ``skin`` (any level) and the other parts, the camera and armature; ``textures`` the PNGs of
+    the "atlas" and optionally the "normal" and "metallic_roughness" maps."""
     prior = asset.prior
-    ids, tris, _ = _skin(prior)
     vn = np.zeros_like(asset.neutral)
-    vn[ids] = _outward(prior.vertices[ids], tris) * vertex_normals(asset.neutral[ids], tris)
     for name in ASSET_PARTS[1:]:
         part = asset.parts[name]
         vn[part.template_vertex] = vertex_normals(asset.neutral[part.template_vertex], part.triangles)
@@ -214,8 +220,25 @@ def glb_bytes(asset: Asset, avatar, texture: np.ndarray) -> bytes:
         if name.startswith("eye"):  # closed spheres: point the normals away from the centre
             vn[sel] *= np.sign(((asset.neutral[sel] - c) * vn[sel]).sum()) or 1.0
     joints, eye_joint = _joints(asset)
-    meshes = []
-    for name in ASSET_PARTS:
+    lv = skin.level
+    sv = lv.split_vertex
+    skin_n = skin.normals()[sv]
+    meshes = [
+        MeshOut(
+            name="skin",
+            positions=skin.neutral[sv],
+            normals=skin_n,
+            uv=lv.uv,
+            tris=lv.triangles,
+            template_vertex=lv.parent,
+            material=0,
+            joint=1,
+            deltas=skin.deltas[:, sv],
+            tangents=tangent_frames(skin.neutral[sv], skin_n, lv.uv, lv.triangles) if "normal" in textures else None,
+            extras={"subdivision_level": lv.level},
+        )
+    ]
+    for name in ASSET_PARTS[1:]:
         part = asset.parts[name]
         tv = part.template_vertex
         d = asset.deltas[:, tv]
@@ -228,7 +251,7 @@ def glb_bytes(asset: Asset, avatar, texture: np.ndarray) -> bytes:
                 uv=part.uv,
                 tris=part.triangles,
                 template_vertex=tv,
-                material=0 if name == "skin" else (1 if name.startswith("eye") else 2),
+                material=1 if name.startswith("eye") else 2,
                 joint=eye_joint.get(name, 1),
                 deltas=np.where(np.abs(d) > 1e-7, d, 0.0) if moves else None,
             )
@@ -237,9 +260,8 @@ def glb_bytes(asset: Asset, avatar, texture: np.ndarray) -> bytes:
     cam = CameraOut(
         "photo_camera", avatar.photo_cam2world, 2.0 * math.atan(0.5 * intr.height / intr.fy), intr.width / intr.height
     )
-    buf = io.BytesIO()
-    Image.fromarray(texture).save(buf, format="PNG", compress_level=6)
-    return build_glb(meshes, buf.getvalue(), MATERIALS, cam, joints, list(prior.arkit_names), asset.expression)
+    return build_glb(meshes, textures["atlas"], MATERIALS, cam, joints, list(prior.arkit_names), asset.expression,
+                     textures.get("normal"), textures.get("metallic_roughness"))  # fmt: skip
 
 
 def _joints(asset: Asset) -> tuple[list[Joint], dict[str, int]]:
@@ -254,21 +276,49 @@ def _joints(asset: Asset) -> tuple[list[Joint], dict[str, int]]:
     return joints, {"eye_L": 2, "eye_R": 3}
 
 
+def asset_files(subdiv: int) -> dict[str, str]:
+    """The files (FILES' keys and names) an asset with the skin subdivided up to ``subdiv`` times has."""
+    return {k: v for k, v in FILES.items() if not any(k in LEVEL_FILES[n] for n in LEVEL_FILES if n > subdiv)}
+
+
 def write_asset(
-    avatar, out: Path, texture_size: int = 2048, landmarks_world: np.ndarray | None = None, source: str = ""
+    avatar,
+    out: Path,
+    texture_size: int = 2048,
+    landmarks_world: np.ndarray | None = None,
+    source: str = "",
+    subdiv: int = SUBDIV_LEVELS,
 ) -> dict:
     """Write the asset of a loaded bundle (``avatar``; its landmarks, or ``landmarks_world`` (478, 3) metres)
-    into the folder ``out``; returns what asset.json holds. PriorMissing when the prior is not prepared."""
+    into the folder ``out``, with the skin subdivided up to ``subdiv`` (0, 1 or 2) times in files of their own;
+    returns what asset.json holds. PriorMissing when the prior is not prepared."""
+    if subdiv not in (0, 1, 2):
+        raise ValueError(f"subdiv is 0, 1 or 2, not {subdiv!r}")
     out = Path(out)
     asset = assemble(avatar, landmarks_world=landmarks_world)
     tex, covered = bake(asset, avatar, texture_size)
+    ids, _, _ = _skin(asset.prior)
+    levels = skin_levels(asset.parts["skin"], ids, subdiv)  # the same for every subject: cheap (0.2 s at 2)
+    skins = [skin_mesh(asset, lv) for lv in levels]  # not snapped again: docs/ASSET.md says why
+    nmap, normal_info = skin_normal_map(asset, avatar, skins[0], texture_size, tex)  # one map for every level
+    rough = roughness(asset, texture_size)
     out.mkdir(parents=True, exist_ok=True)
-    (out / FILES["glb"]).write_bytes(glb_bytes(asset, avatar, tex))
-    write_png(out / FILES["texture"], tex)
+    files = asset_files(subdiv)
+    for key in set(FILES) - set(files):  # a level not written this time is not left behind from an earlier one
+        (out / FILES[key]).unlink(missing_ok=True)
+    pngs = {"atlas": _png(tex), "normal": _png(nmap), "metallic_roughness": _png(metallic_roughness_rgb(rough))}
+    for sk in skins:
+        k = sk.level.level
+        glb = files["glb"] if k == 0 else files[LEVEL_FILES[k][0]]
+        (out / glb).write_bytes(glb_bytes(asset, avatar, pngs, sk))
+        lv = sk.level
+        obj = files["skin_obj"] if k == 0 else files[LEVEL_FILES[k][1]]
+        write_quad_obj(out / obj, sk.neutral, lv.quads, lv.uv, lv.split_quads)
+    write_png(out / files["texture"], tex)
+    write_png(out / files["normal"], nmap)
+    write_png(out / files["roughness"], (np.clip(rough, 0, 1) * 255 + 0.5).astype(np.uint8))
     albedo, light = lighting(asset, avatar, tex, covered)
-    write_png(out / FILES["albedo"], albedo)
-    skin = asset.parts["skin"]
-    write_quad_obj(out / FILES["skin_obj"], asset.neutral[skin.template_vertex], skin.quads, skin.uv, skin.quads)
+    write_png(out / files["albedo"], albedo)
     info = {
         "format": ASSET_FORMAT,
         "format_version": ASSET_VERSION,
@@ -276,18 +326,33 @@ def write_asset(
         "bundle": source,
         "texture_size": texture_size,
         "parts": list(ASSET_PARTS),
-        "files": dict(FILES),
+        "files": files,
         "expression": dict(zip(asset.prior.arkit_names, np.round(asset.expression, 4).tolist(), strict=True)),
         "lighting": light,
+        "levels": [_level_note(sk) for sk in skins],
+        "normal_map": normal_info,
+        "roughness": {
+            "values": dict(ROUGHNESS),
+            "map_range": [round(float(rough.min()), 3), round(float(rough.max()), 3)],
+        },
         **asset.info,
     }
-    (out / FILES["info"]).write_text(json.dumps(info, indent=1))
+    (out / files["info"]).write_text(json.dumps(info, indent=1))
     return info
 
 
-def build_asset(bundle: Path, out: Path | None = None, texture_size: int = 2048, device: str = "cpu") -> Path:
+def _level_note(skin: SkinMesh) -> dict:
+    lv = skin.level
+    note = {"subdivision": lv.level, "vertices": int(lv.matrix.shape[0]), "vertices_uv_split": int(len(lv.uv))}
+    note |= {"quads": int(len(lv.quads)), "morph_target_rows": int((skin.deltas != 0).any(2).sum())}
+    return note
+
+
+def build_asset(
+    bundle: Path, out: Path | None = None, texture_size: int = 2048, device: str = "cpu", subdiv: int = SUBDIV_LEVELS
+) -> Path:
     """Write the asset of ``bundle`` into ``out`` (default ``bundle/asset``); returns the folder."""
     bundle = Path(bundle)
     out = Path(out) if out is not None else bundle / "asset"
-    write_asset(load_avatar(bundle, device=device), out, texture_size, source=str(bundle.resolve()))
+    write_asset(load_avatar(bundle, device=device), out, texture_size, source=str(bundle.resolve()), subdiv=subdiv)
     return out

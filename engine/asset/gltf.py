@@ -1,7 +1,8 @@
 """Write the asset as one GLB: a node and mesh per part, one texture atlas, the photo's camera, sparse ARKit
 morph targets (names in ``mesh.extras.targetNames``, default weights the photo's expression), a custom
-``_TEMPLATE_VERTEX`` attribute (template vertex id per seam-split vertex, as float), and a small armature
-(neck -> head -> eye_L, eye_R) every part is skinned to.
+``_TEMPLATE_VERTEX`` attribute (template vertex id per seam-split vertex, as float; -1 on a vertex a subdivision
+added), and a small armature (neck -> head -> eye_L, eye_R) every part is skinned to; optionally a normal map
+(with the meshes' TANGENT attributes) and a metallicRoughness map beside the colour atlas.
 
 Axes are the engine's world axes, which are glTF's (+Y up, the face toward +Z); metres. Pure: arrays in,
 bytes out (engine.rig.gltf.read_glb reads it back)."""
@@ -22,7 +23,8 @@ UNSIGNED_BYTE = 5121
 class MeshOut:
     """One part as glTF wants it. ``positions``/``normals`` (N, 3), ``uv`` (N, 2) with v up (flipped on
     write), ``tris`` (F, 3), ``template_vertex`` (N,), ``deltas`` (K, N, 3) morph targets or None, ``joint``
-    the index (into the armature's joints) every vertex is bound to."""
+    the index (into the armature's joints) every vertex is bound to, ``tangents`` (N, 4) glTF TANGENT (xyz unit,
+    w the bitangent's sign, for v up UVs) or None, ``extras`` added to the mesh's extras."""
 
     name: str
     positions: np.ndarray
@@ -33,6 +35,8 @@ class MeshOut:
     material: int
     joint: int
     deltas: np.ndarray | None = None
+    tangents: np.ndarray | None = None
+    extras: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -119,25 +123,34 @@ def build_glb(
     joints: list[Joint],
     target_names: list[str],
     default_weights: np.ndarray,
+    normal_png: bytes | None = None,
+    metallic_roughness_png: bytes | None = None,
 ) -> bytes:
-    """The GLB bytes. ``materials``: each {"name", "roughness"} (all share the atlas); nodes are the meshes,
-    then the camera, then the armature's root joint, all at the scene's root."""
+    """The GLB bytes. ``materials``: each {"name", "roughness"} (all share the atlas; "normal": True to use the
+    normal map), ``roughness`` the factor when there is no ``metallic_roughness_png`` (then 1, the map's G
+    channel is the roughness); nodes are the meshes, then the camera, then the armature's root joint, all at the
+    scene's root."""
     b = _Builder()
     g = b.gltf
-    g["images"] = [{"bufferView": b.view(texture_png), "mimeType": "image/png", "name": "likeness_atlas"}]
     g["samplers"] = [{"magFilter": 9729, "minFilter": 9987, "wrapS": 33071, "wrapT": 33071}]
-    g["textures"] = [{"sampler": 0, "source": 0}]
-    g["materials"] = [
-        {
-            "name": m["name"],
-            "pbrMetallicRoughness": {
-                "baseColorTexture": {"index": 0},
-                "metallicFactor": 0.0,
-                "roughnessFactor": float(m["roughness"]),
-            },
-        }
-        for m in materials
-    ]
+    images = {"atlas": texture_png, "normal": normal_png, "metallic_roughness": metallic_roughness_png}
+    tex_index = {}
+    for name, png in images.items():
+        if png is not None:
+            g.setdefault("images", []).append({"bufferView": b.view(png), "mimeType": "image/png",
+                                               "name": f"likeness_{name}"})  # fmt: skip
+            g.setdefault("textures", []).append({"sampler": 0, "source": len(g["images"]) - 1})
+            tex_index[name] = len(g["textures"]) - 1
+    g["materials"] = []
+    for m in materials:
+        pbr = {"baseColorTexture": {"index": tex_index["atlas"]}, "metallicFactor": 0.0}
+        pbr["roughnessFactor"] = float(m["roughness"]) if "metallic_roughness" not in tex_index else 1.0
+        if "metallic_roughness" in tex_index:
+            pbr["metallicRoughnessTexture"] = {"index": tex_index["metallic_roughness"]}
+        mat = {"name": m["name"], "pbrMetallicRoughness": pbr}
+        if m.get("normal") and "normal" in tex_index:
+            mat["normalTexture"] = {"index": tex_index["normal"], "scale": 1.0}
+        g["materials"].append(mat)
     nodes: list[dict] = []
     g["meshes"] = []
     skinned = bool(joints)
@@ -148,6 +161,13 @@ def build_glb(
             "TEXCOORD_0": b.floats(np.stack([mo.uv[:, 0], 1.0 - mo.uv[:, 1]], 1)),
             "_TEMPLATE_VERTEX": b.floats(mo.template_vertex.astype(np.float32)),
         }
+        if mo.tangents is not None:
+            tan = np.asarray(mo.tangents, np.float64)
+            tan = np.c_[
+                tan[:, :3] / np.linalg.norm(tan[:, :3], axis=1, keepdims=True).clip(1e-12),
+                np.where(tan[:, 3] < 0, -1.0, 1.0),
+            ]
+            attrs["TANGENT"] = b.floats(tan)
         if skinned:
             n = len(mo.positions)
             j = np.zeros((n, 4), np.uint8)
@@ -182,6 +202,8 @@ def build_glb(
             prim["targets"] = [{"POSITION": b.sparse_target(d)} for d in mo.deltas]
             mesh["weights"] = [float(x) for x in default_weights]
             mesh["extras"] = {"targetNames": list(target_names)}
+        if mo.extras:
+            mesh.setdefault("extras", {}).update(mo.extras)
         g["meshes"].append(mesh)
         node = {"name": mo.name, "mesh": len(g["meshes"]) - 1}
         if skinned:

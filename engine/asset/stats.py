@@ -139,3 +139,41 @@ def asset_summary(folder: Path) -> dict:
         "skin_self_intersections": parts["skin"]["self_intersections"],
         "skin_texel_density_px_per_cm": parts["skin"]["texel_density_px_per_cm"],
     }
+
+
+def subdivision_stats(folder: Path, self_intersections_up_to: int = 2) -> dict:
+    """Per subdivided level of the skin in the asset folder (head_subd1.glb, head_subd2.glb, as far as written):
+    vertices (welded, UV-split), triangles, morph targets and their sparse rows, non-manifold edges, boundary
+    loops, flipped UVs, the quad OBJ's quad share, the GLB's size, and the skin's self-intersections on levels up
+    to ``self_intersections_up_to`` (5 s at level 2 on two cores)."""
+    from engine.rig.gltf import read_glb
+
+    folder = Path(folder)
+    out = {}
+    for k in (1, 2):
+        glb, obj = folder / f"head_subd{k}.glb", folder / f"skin_subd{k}.obj"
+        if not glb.is_file():
+            continue
+        meshes, _ = read_asset_meshes(glb)
+        skin = meshes["skin"]
+        pos, idx = weld(skin["positions"])
+        tris = idx[skin["tris"]]
+        _, counts = edge_counts(tris)
+        area = uv_signed_area(skin["uv"], skin["tris"])
+        g, _ = read_glb(glb.read_bytes())
+        prim = next(m for m in g["meshes"] if m["name"] == "skin")["primitives"][0]
+        rows = sum(g["accessors"][t["POSITION"]].get("sparse", {}).get("count", 0) for t in prim.get("targets", []))
+        out[f"subd{k}"] = {
+            "vertices": int(len(pos)),
+            "vertices_uv_split": int(len(skin["positions"])),
+            "triangles": int(len(tris)),
+            "morph_targets": skin["targets"],
+            "morph_target_sparse_rows": int(rows),
+            "non_manifold_edges": int((counts > 2).sum()),
+            "boundary_loops": boundary_loops(tris, pos),
+            "flipped_uv_faces": int((np.sign(area) == -np.sign(np.median(area))).sum()),
+            "quad_share_obj": round(quad_share(obj), 4) if obj.is_file() else None,
+            "glb_mb": round(glb.stat().st_size / 1e6, 2),
+            "self_intersections": int(len(intersecting_pairs(pos, tris))) if k <= self_intersections_up_to else None,
+        }
+    return out

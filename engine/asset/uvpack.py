@@ -1,5 +1,6 @@
-"""The asset's atlas layout: the template's own UV islands (connected components in UV space of each part),
-each kept as the template has it inside, rescaled to an even texel density and packed into [0, 1]^2.
+"""The asset's atlas layout: the template's own UV islands (connected components in UV space of each part) —
+the skin's re-unwrapped for low stretch over the face (engine/asset/unwrap.py: same vertices, same seams), the
+others kept as the template has them inside, rescaled to an even texel density — packed into [0, 1]^2.
 
 It depends on the template alone (its neutral vertices and UVs), so every subject gets the same layout and
 textures transfer between heads. Skin islands share one density, as large as lets them all fit; the eyes,
@@ -24,6 +25,7 @@ from PIL import Image, ImageDraw
 from scipy.signal import fftconvolve
 
 from engine.asset.parts import Part
+from engine.asset.unwrap import UnwrapWeights, boundary_crossings, unwrap
 from engine.prior.model import cache_dir
 
 GRID = 512
@@ -32,12 +34,25 @@ MARGIN = 2
 """Free cells kept around each island (1/256 of the atlas: 8 px at 2048, 4 at 1024)."""
 SKIN_GROUP = ("skin",)
 """Parts whose islands share the first (skin) density; the rest share the second."""
+REUNWRAP = ("skin",)
+"""Parts whose islands are re-unwrapped (:func:`reunwrapped`); the others keep the template's UVs."""
+FACE_RAMP_M = (-0.01, 0.01)
+"""Template z (m, in front of the ear plane) of a triangle's centroid over which the re-unwrap's weights go from
+the back's to the face's (the stats' face is z > 0.02 on the fitted head: a centimetre of margin)."""
+FACE_WEIGHTS = (1.0, 0.1)
+"""The re-unwrap's conformal and area weights on the face (more area: a more even density, more stretch)."""
+BACK_WEIGHTS = (0.2, 0.02)
+"""The same behind the face (a fifth of the face's: the back of the head takes the distortion)."""
+BACK_SCALE = 0.6
+"""Target texel density behind the face, against the face's 1 (with the weak area term there the back gets
+0.8 of the face's median density on the template)."""
 
 
 @dataclass(frozen=True)
 class Island:
     """One UV island: ``part`` name, ``vertices`` (K,) indices into that part's seam-split vertices, ``uv`` (K, 2)
-    the template's UVs scaled to metres (sqrt(3D area / UV area) x the template UV, origin at its corner)."""
+    in metres, origin at its corner (the template's UVs x sqrt(3D area / UV area), or the re-unwrap's),
+    ``triangles`` (T, 3) into ``vertices``, ``area_m2`` its 3D area."""
 
     part: str
     vertices: np.ndarray
@@ -46,8 +61,27 @@ class Island:
     area_m2: float
 
 
+def reunwrapped(positions: np.ndarray, uv: np.ndarray, tris: np.ndarray) -> np.ndarray | None:
+    """(K, 2) new UVs (metres on the face) for one island of ``positions`` (K, 3) with flip-free start ``uv``
+    (K, 2, metres) and ``tris`` (T, 3): :func:`engine.asset.unwrap.unwrap` with the face weighted in (by each
+    triangle's centroid z, :data:`FACE_RAMP_M`), turned to the start's orientation. None if it overlaps itself
+    (not seen on the template: the caller keeps the template's UVs)."""
+    z = np.asarray(positions, np.float64)[tris].mean(1)[:, 2]
+    face = np.clip((z - FACE_RAMP_M[0]) / (FACE_RAMP_M[1] - FACE_RAMP_M[0]), 0.0, 1.0)
+    conformal, area = (b + (f - b) * face for f, b in zip(FACE_WEIGHTS, BACK_WEIGHTS, strict=True))
+    weights = UnwrapWeights(conformal, area, BACK_SCALE + (1 - BACK_SCALE) * face)
+    new, _ = unwrap(positions, uv, tris, weights)
+    # the energy does not see rotation: turn the result back to the template's (least squares, no mirror)
+    a, b = new - new.mean(0), uv - uv.mean(0)
+    c, s = (a * b).sum(), (a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]).sum()
+    r = np.hypot(c, s)
+    new = a @ np.array([[c, s], [-s, c]]) / r
+    return new if boundary_crossings(new, tris) == 0 else None
+
+
 def islands(parts: dict[str, Part], template_vertices: np.ndarray) -> list[Island]:
-    """Every part's UV islands, with the template's UVs rescaled to metres (even density across islands)."""
+    """Every part's UV islands in metres: the template's UVs rescaled (an even density across islands), or for
+    :data:`REUNWRAP` parts re-unwrapped (:func:`reunwrapped`)."""
     out = []
     for name, part in parts.items():
         tris, n = part.triangles, len(part.uv)
@@ -63,9 +97,12 @@ def islands(parts: dict[str, Part], template_vertices: np.ndarray) -> list[Islan
             q = part.uv[t]
             auv = 0.5 * np.abs(np.cross(q[:, 1] - q[:, 0], q[:, 2] - q[:, 0])).sum()
             verts = np.nonzero(label == i)[0]
-            uv = (part.uv[verts] - part.uv[verts].min(0)) * np.sqrt(a3 / auv)
             local = np.full(n, -1)
             local[verts] = np.arange(len(verts))
+            uv = (part.uv[verts] - part.uv[verts].min(0)) * np.sqrt(a3 / auv)
+            if name in REUNWRAP:
+                new = reunwrapped(pos[verts], uv, local[t])
+                uv = uv if new is None else new - new.min(0)
             out.append(Island(name, verts, uv, local[t], float(a3)))
     return out
 
@@ -157,7 +194,7 @@ def atlas_layout(parts: dict[str, Part], template_vertices: np.ndarray) -> tuple
     return new_uv, report
 
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 """Bump when :func:`atlas_layout`'s answer changes for the same template (the on-disk cache keys on it)."""
 _LAYOUTS: dict[str, tuple[dict[str, np.ndarray], dict]] = {}
 """atlas_layout's answers in this process, by a digest of the template's arrays (a server worker or a batch
@@ -202,7 +239,7 @@ def _disk_cache_on() -> bool:
 def packed_parts(parts: dict[str, Part], template_vertices: np.ndarray) -> tuple[dict[str, Part], dict]:
     """``parts`` with their UVs replaced by :func:`atlas_layout`'s: from this process's memory, else from the
     file :func:`layout_cache_path` (recomputed and rewritten when missing or damaged; not read or written when
-    $LIKENESS_ASSET_LAYOUT_CACHE is 0), else computed (2 s on two CPU cores)."""
+    $LIKENESS_ASSET_LAYOUT_CACHE is 0), else computed (about 5 s on two CPU cores)."""
     h = hashlib.sha256(f"layout-v{LAYOUT_VERSION}".encode())
     h.update(np.ascontiguousarray(template_vertices, np.float64).tobytes())
     for name, p in parts.items():

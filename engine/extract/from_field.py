@@ -29,8 +29,9 @@ def extract_mesh(field, cfg: BuildConfig, scale: float) -> tuple[np.ndarray, np.
     return clean_mesh(verts / scale, faces, cfg.max_faces)
 
 
-def colour_fn(field, scale: float, chunk: int = 262144) -> Callable[[np.ndarray], np.ndarray]:
-    """world points (N, 3) in metres -> the field's colour (N, 3) in [0, 1], evaluated in chunks."""
+def world_fn(field, scale: float, query: Callable, chunk: int = 262144) -> Callable[[np.ndarray], np.ndarray]:
+    """world points (N, 3) in metres -> ``query(field, canonical points)`` as float64 numpy (N, ...), evaluated
+    in chunks without gradients on the field's device (canonical = world x ``scale``, the same axes)."""
     dev = field.box_center.device
 
     def fn(pts_world: np.ndarray) -> np.ndarray:
@@ -38,7 +39,13 @@ def colour_fn(field, scale: float, chunk: int = 262144) -> Callable[[np.ndarray]
         with torch.no_grad():
             for i in range(0, len(pts_world), chunk):
                 p = torch.as_tensor(pts_world[i : i + chunk] * scale, dtype=torch.float32, device=dev)
-                out.append(field.colour(p).cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, 3), np.float32)
+                out.append(query(field, p).cpu().numpy().astype(np.float64))
+        return np.concatenate(out) if out else np.zeros((0,))
 
     return fn
+
+
+def colour_fn(field, scale: float, chunk: int = 262144) -> Callable[[np.ndarray], np.ndarray]:
+    """world points (N, 3) in metres -> the field's colour (N, 3) in [0, 1], evaluated in chunks."""
+    fn = world_fn(field, scale, lambda f, p: f.colour(p), chunk)
+    return lambda pts: fn(pts).reshape(-1, 3).astype(np.float32)

@@ -30,12 +30,19 @@ OPTIONAL_FILES: dict[str, str] = {
     "asset_glb": f"{ASSET_DIR}/head.glb",
     "asset_texture": f"{ASSET_DIR}/texture.png",
     "asset_albedo": f"{ASSET_DIR}/albedo.png",
+    "asset_normal": f"{ASSET_DIR}/normal.png",
+    "asset_roughness": f"{ASSET_DIR}/roughness.png",
     "asset_skin_obj": f"{ASSET_DIR}/skin.obj",
+    "asset_subd1_glb": f"{ASSET_DIR}/head_subd1.glb",
+    "asset_skin_subd1_obj": f"{ASSET_DIR}/skin_subd1.obj",
+    "asset_subd2_glb": f"{ASSET_DIR}/head_subd2.glb",
+    "asset_skin_subd2_obj": f"{ASSET_DIR}/skin_subd2.obj",
     "asset_info": f"{ASSET_DIR}/asset.json",
 }
 """Files only some builds write: ``prior_obj`` is the head prior fitted to the photo (the head-prior method):
 the template's quads and UVs in the world frame, the base an artist mesh and rig build on. ``asset_*``: the
-artist asset (engine/asset, docs/ASSET.md) in its own folder, written when the head prior is prepared."""
+artist asset (engine/asset, docs/ASSET.md) in its own folder, written when the head prior is prepared (the
+``subd*`` files, the skin subdivided once and twice, as ``likeness asset --subdiv`` or the build asks)."""
 TURNTABLE_DIR = "turntable"
 
 
