@@ -31,6 +31,8 @@ IMPORT_KEYS = (
     "photo",
     "shape_keys",
     "asset_glb",
+    "asset_subd1_glb",
+    "asset_subd2_glb",
 )
 
 

@@ -1,5 +1,7 @@
-"""Registered properties: ``Scene.likeness`` (what the panel edits, saved with the file) and
-``WindowManager.likeness`` (session state: the engine's avatar list and connection status, not saved)."""
+"""Registered properties: ``Scene.likeness`` (what the panel edits, saved with the file),
+``WindowManager.likeness`` (session state: the engine's avatar list and connection status, not saved) and
+``Collection.likeness_asset`` (an imported asset's level of detail; ``Collection["likeness"]`` is already the
+avatar's bundle info, an ID property, hence the other name)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from bpy.props import (
     StringProperty,
 )
 
+from . import scene_io
+
 QUALITY_ITEMS = (
     ("draft", "Draft", "Fastest, lower resolution (about a minute on a CPU)"),
     ("standard", "Standard", "Good quality (several minutes on a CPU)"),
@@ -22,6 +26,13 @@ QUALITY_ITEMS = (
 PHOTO_SOURCE_ITEMS = (
     ("FILE", "File", "A photo file on disk"),
     ("IMAGE", "Image", "An image already in this .blend"),
+)
+#: One item per level of detail, numbered as the subdivision level (higher is finer; game engines count the other
+#: way). Module constants: Blender keeps no reference to the strings a dynamic enum's callback returns.
+LOD_ITEMS = (
+    ("LOD0", "LOD 0", "The asset's skin as in head.glb (the template's quads)", 0),
+    ("LOD1", "LOD 1", "The skin subdivided once (head_subd1.glb, 4 times the quads)", 1),
+    ("LOD2", "LOD 2", "The skin subdivided twice (head_subd2.glb, 16 times the quads)", 2),
 )
 RENDER_MODE_ITEMS = (
     ("CURRENT", "Current Frame", "Render the active camera at the current frame"),
@@ -66,14 +77,45 @@ class LIKENESS_PG_scene(bpy.types.PropertyGroup):
     )
 
 
-CLASSES = (LIKENESS_PG_avatar_item, LIKENESS_PG_session, LIKENESS_PG_scene)
+def _lod_items(self, context):
+    """The levels the asset collection has skins for (LOD 0 alone when it has none: an enum needs an item)."""
+    levels = scene_io.lod_skins(self.id_data)
+    return [LOD_ITEMS[k] for k in levels] or [LOD_ITEMS[0]]
+
+
+def _lod_update(self, context):
+    if self.lod and self.id_data is not None and scene_io.lod_skins(self.id_data):
+        scene_io.show_lod(self.id_data, lod_level(self.lod))
+
+
+def lod_level(identifier: str) -> int:
+    """``"LOD1"`` -> 1."""
+    return int(identifier.removeprefix("LOD"))
+
+
+class LIKENESS_PG_asset(bpy.types.PropertyGroup):
+    """On an imported asset's collection (``{name} asset``)."""
+
+    lod: EnumProperty(
+        name="Level of Detail",
+        items=_lod_items,
+        default=0,
+        update=_lod_update,
+        description="Which skin shows in the viewport and in renders; the others are hidden. Every level has the "
+        "same shape keys, driven by level 0's, and the same armature",
+    )
+
+
+CLASSES = (LIKENESS_PG_avatar_item, LIKENESS_PG_session, LIKENESS_PG_scene, LIKENESS_PG_asset)
 
 
 def attach() -> None:
     bpy.types.Scene.likeness = PointerProperty(type=LIKENESS_PG_scene)
     bpy.types.WindowManager.likeness = PointerProperty(type=LIKENESS_PG_session)
+    bpy.types.Collection.likeness_asset = PointerProperty(type=LIKENESS_PG_asset)
 
 
 def detach() -> None:
+    del bpy.types.Collection.likeness_asset
     del bpy.types.WindowManager.likeness
     del bpy.types.Scene.likeness

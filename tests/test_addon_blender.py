@@ -502,6 +502,7 @@ def test_ui_draw_code_names_only_real_properties_and_operators(addon):
     owners = {
         "s": bpy.context.scene.likeness.bl_rna.properties,
         "prefs": LIKENESS_AP_preferences.bl_rna.properties,
+        "asset": bpy.types.Collection.bl_rna.properties["likeness_asset"].fixed_type.properties,
     }
     ops = set(dir(bpy.ops.likeness))
     seen_props, seen_ops = 0, 0

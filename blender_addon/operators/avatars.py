@@ -124,7 +124,7 @@ class LIKENESS_OT_import_avatar(bpy.types.Operator):
             avatar.head.select_set(True)
             context.view_layer.objects.active = avatar.head
         self.report({"INFO"}, f"Imported {avatar.name} from {bundle.path}")
-        for warning in bundle.warnings:
+        for warning in [*bundle.warnings, *avatar.warnings]:
             self.report({"WARNING"}, warning)
         return {"FINISHED"}
 

@@ -9,7 +9,9 @@ decide what to report. Links back to the bundle live in ID properties (they surv
   ``quality``, ``created``, ``photo_width``, ``photo_height`` (and ``uploaded_avatar_id``, written by a neural
   render that sent the bundle's field to an engine);
 * ``object["likeness_role"]``: ``head`` | ``photo_camera`` | ``landmarks`` | ``turntable_pivot`` |
-  ``turntable_camera`` | ``dolly_camera`` | ``key_light`` | ``fill_light`` | ``rim_light``;
+  ``turntable_camera`` | ``dolly_camera`` | ``key_light`` | ``fill_light`` | ``rim_light``, and the asset's
+  ``asset_<part>`` (``asset_skin``, ``asset_skin_lod1``, ``asset_skin_lod2``, ``asset_eye_L``, ...) with
+  ``object["likeness_lod"]`` on its skins and ``collection["likeness_role"] = "asset"`` on its collection;
 * ``image["likeness_role"] = "neural_render"`` on neural renders.
 """
 
@@ -30,7 +32,16 @@ from .common import (
     set_camera_background,
 )
 from .importer import add_shape_keys, head_material, import_bundle, mesh_from_data
-from .livelink import KeyedTake, LiveLinkTargets, arkit_blocks, key_take, livelink_targets, target_shapes
+from .livelink import (
+    KeyedTake,
+    LiveLinkTargets,
+    arkit_blocks,
+    key_take,
+    livelink_targets,
+    set_expression,
+    target_shapes,
+)
+from .lod import LOD_PROP, asset_collection, asset_shown, lod_skins, show_asset, show_lod, shown_lod
 from .renders import add_studio_lights, expression_weights, frame_requests, load_render
 from .rigs import (
     MIN_CLEARANCE_M,
@@ -46,6 +57,7 @@ __all__ = [
     "PROP",
     "ROLE",
     "AvatarScene",
+    "LOD_PROP",
     "KeyedTake",
     "LiveLinkTargets",
     "add_shape_keys",
@@ -53,6 +65,8 @@ __all__ = [
     "apply_camera_params",
     "apply_render_size",
     "arkit_blocks",
+    "asset_collection",
+    "asset_shown",
     "avatar_from_collection",
     "avatars_in_scene",
     "camera_intrinsics",
@@ -69,11 +83,16 @@ __all__ = [
     "livelink_targets",
     "load_image",
     "load_render",
+    "lod_skins",
     "look_at_rotation",
     "make_dolly_zoom",
     "make_turntable",
     "mesh_from_data",
     "set_camera_background",
+    "set_expression",
+    "show_asset",
+    "show_lod",
+    "shown_lod",
     "target_shapes",
     "use_photo_camera",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import bpy
@@ -22,6 +22,8 @@ class AvatarScene:
     head: bpy.types.Object | None
     camera: bpy.types.Object | None
     landmarks: bpy.types.Object | None = None
+    warnings: list[str] = field(default_factory=list)
+    """What the import left out (an asset level that did not import), for the operator to report."""
 
     @property
     def info(self) -> dict:

@@ -13,6 +13,7 @@ from .. import conventions as cv
 from ..arkit import canonical_name
 from ..bundle import Bundle
 from ..gltf_mesh import GltfUnsupported, MeshData, read_glb
+from . import lod
 from .common import (
     PROP,
     ROLE,
@@ -57,7 +58,8 @@ def import_bundle(
     }
 
     head = _import_head(bundle, coll, name)
-    _import_asset(bundle, coll, name)
+    warnings: list[str] = []
+    _import_asset(bundle, coll, name, warnings)
     landmarks = _make_landmarks(bundle, coll, head, name)
     camera = _make_photo_camera(bundle, coll, name, photo_path, photo_image)
     for key, label in (("depth_exr", "depth"), ("normal", "normal"), ("alpha", "matte")):
@@ -71,7 +73,7 @@ def import_bundle(
         apply_render_size(scene, cv.camera_params_from_intrinsics(intr))
     if set_active_camera:
         scene.camera = camera
-    return AvatarScene(coll, head, camera, landmarks)
+    return AvatarScene(coll, head, camera, landmarks, warnings)
 
 
 def _import_head(bundle: Bundle, coll: bpy.types.Collection, name: str) -> bpy.types.Object:
@@ -92,17 +94,23 @@ def _import_head(bundle: Bundle, coll: bpy.types.Collection, name: str) -> bpy.t
     return head
 
 
-def _import_asset(bundle: Bundle, coll: bpy.types.Collection, name: str) -> bpy.types.Collection | None:
+def _import_asset(
+    bundle: Bundle, coll: bpy.types.Collection, name: str, warnings: list[str]
+) -> bpy.types.Collection | None:
     """The bundle's artist asset (asset/head.glb: skin with the 52 ARKit shape keys, eyes, teeth, tongue, the
-    armature, the photo camera), when it has one, in a child collection ``{name} asset``; objects are named
-    ``{name} asset <part>`` and carry the role ``asset_<part>``; the collection starts hidden (below). Bundles
-    without an asset: nothing."""
+    armature, the photo camera), when it has one, in a child collection ``{name} asset`` (role ``asset``); objects
+    are named ``{name} asset <part>`` and carry the role ``asset_<part>``; the collection starts hidden (below).
+    The subdivided skins the bundle has (``asset_subd1_glb``, ``asset_subd2_glb``) join it as levels of detail
+    (scene_io/lod.py), level 0 shown; the shape keys of every other mesh in it are driven by level 0's skin's.
+    A level that does not import is left out with a warning in ``warnings``.
+    Bundles without an asset: nothing."""
     glb = bundle.file("asset_glb")
     if glb is None:
         return None
     sub = bpy.data.collections.new(f"{name} asset")
+    sub[ROLE] = lod.ASSET_ROLE
     coll.children.link(sub)
-    before = set(bpy.data.objects)
+    before, colls = set(bpy.data.objects), set(bpy.data.collections)
     bpy.ops.import_scene.gltf(filepath=str(glb))
     new = [o for o in bpy.data.objects if o not in before]
     # Blender's glTF importer draws bones with a 2 m icosphere object it leaves in the scene: a custom bone
@@ -117,24 +125,30 @@ def _import_asset(bundle: Bundle, coll: bpy.types.Collection, name: str) -> bpy.
         part = o.name.split(".")[0]
         o.name = f"{name} asset {part}"
         o[ROLE] = f"asset_{part}"
+    lod.remove_new_empty_collections(colls | {sub})
+    base = next((o for o in sub.objects if o.get(ROLE) == "asset_skin" and o.type == "MESH"), None)
+    if base is not None:
+        base[lod.LOD_PROP] = 0
+        for o in sub.objects:  # one set of sliders: the eyes', teeth's and tongue's keys follow the skin's
+            if o.type == "MESH" and o is not base:
+                lod.drive_shape_keys(o, base)
+        for level in lod.LEVELS[1:]:
+            path = bundle.file(f"asset_subd{level}_glb")
+            if path is None:
+                continue
+            try:
+                lod.import_lod(path, sub, name, level, base)
+            except RuntimeError as exc:
+                warnings.append(f"asset level {level} ({path.name}) left out: {' '.join(str(exc).split())[:200]}")
+        lod.show_lod(sub, 0)
     # The scan head (the field's mesh, which the expression sliders and the neural render drive) and the asset
     # sit in the same place: the asset starts hidden (its eye in the outliner, and out of renders) so the two
     # never z-fight; the artist switches between them.
     sub.hide_render = True
-    layer = _layer_collection(bpy.context.view_layer.layer_collection, sub)
+    layer = lod.layer_collection(bpy.context.view_layer.layer_collection, sub)
     if layer is not None:
         layer.hide_viewport = True
     return sub
-
-
-def _layer_collection(root, coll):
-    if root.collection == coll:
-        return root
-    for child in root.children:
-        found = _layer_collection(child, coll)
-        if found is not None:
-            return found
-    return None
 
 
 def _import_with_blender(coll, name: str, path: Path, kind: str) -> bpy.types.Object:

@@ -19,6 +19,7 @@ from mathutils import Quaternion
 from ..arkit import ARKIT_52, canonical_name
 from ..livelink import Take, rotation_quaternion
 from .common import AvatarScene, find_avatar
+from .lod import driven_paths
 
 ARKIT_NAMES = frozenset(ARKIT_52)
 BONE_COLUMNS = {
@@ -52,9 +53,33 @@ class KeyedTake:
 
 
 def arkit_blocks(obj: bpy.types.Object) -> list[bpy.types.ShapeKey]:
-    """The shape keys of ``obj`` named after an ARKit shape (any spelling); [] for anything else."""
+    """The shape keys of ``obj`` named after an ARKit shape (any spelling) that can be set or keyed: not those with
+    a driver on their value (an asset LOD's skin follows level 0's, scene_io/lod.py; keys on them would be
+    overridden by the driver). [] for anything else."""
     keys = obj.data.shape_keys if obj.type == "MESH" else None
-    return [kb for kb in keys.key_blocks if canonical_name(kb.name) in ARKIT_NAMES] if keys else []
+    if not keys:
+        return []
+    driven = driven_paths(keys)
+    return [
+        kb
+        for kb in keys.key_blocks
+        if canonical_name(kb.name) in ARKIT_NAMES and kb.path_from_id("value") not in driven
+    ]
+
+
+def set_expression(targets: LiveLinkTargets, weights: dict[str, float]) -> int:
+    """Set the ARKit shape keys of every target mesh to ``weights`` ({shape: 0..1}, any spelling; shapes not named
+    are left as they are): the scan head and the asset's level-0 skin, eyes, teeth and tongue; the asset's finer
+    skins follow level 0's through their drivers. Returns the number of keys set."""
+    wanted = {canonical_name(k): min(1.0, max(0.0, float(v))) for k, v in weights.items()}
+    n = 0
+    for obj in targets.meshes:
+        for kb in arkit_blocks(obj):
+            value = wanted.get(canonical_name(kb.name))
+            if value is not None:
+                kb.value = value
+                n += 1
+    return n
 
 
 def target_shapes(targets: LiveLinkTargets) -> set[str]:
@@ -64,7 +89,8 @@ def target_shapes(targets: LiveLinkTargets) -> set[str]:
 
 def livelink_targets(context, avatar_name: str = "") -> LiveLinkTargets | None:
     """The avatar named ``avatar_name``, or holding the active object: every mesh in its collection (the head,
-    and the asset's skin, eyes, teeth and tongue in ``{name} asset``) with ARKit shape keys, and its armature.
+    and the asset's skin, eyes, teeth and tongue in ``{name} asset``) with ARKit shape keys that are not driven
+    (the asset's level 1 and 2 skins follow level 0's), and its armature.
     Else an active mesh outside any avatar that has ARKit shape keys (its parent armature, if any), else the last
     avatar imported. None when there is nothing to key."""
     avatar = find_avatar(context, avatar_name)

@@ -72,6 +72,53 @@ class LIKENESS_PT_camera(_Tab, bpy.types.Panel):
         col.operator("likeness.dolly_zoom", icon="VIEW_ZOOM")
 
 
+class LIKENESS_PT_asset(_Tab, bpy.types.Panel):
+    """The artist asset of the active (else last) avatar: asset or scan head, its level of detail."""
+
+    bl_label = "Asset"
+
+    def draw(self, context):
+        layout = self.layout
+        avatar = scene_io.find_avatar(context)
+        coll = scene_io.asset_collection(avatar)
+        if coll is None:
+            layout.label(text="No asset in this avatar" if avatar else "No avatar imported", icon="INFO")
+            return
+        shown = scene_io.asset_shown(context.view_layer, coll)
+        layout.label(text=coll.name, icon="OUTLINER_COLLECTION")
+        row = layout.row(align=True)
+        op = row.operator("likeness.show_asset", text="Asset", icon="MESH_MONKEY", depress=shown)
+        op.avatar, op.show = avatar.name, True
+        op = row.operator("likeness.show_asset", text="Scan Head", icon="MESH_UVSPHERE", depress=not shown)
+        op.avatar, op.show = avatar.name, False
+        asset = coll.likeness_asset
+        col = layout.column()
+        col.enabled = len(scene_io.lod_skins(coll)) > 1
+        col.row().prop(asset, "lod", expand=True)
+
+
+class LIKENESS_PT_asset_expression(_Tab, bpy.types.Panel):
+    """The asset's shape keys as sliders: level 0's skin's, which drive the other levels' and parts' keys."""
+
+    bl_label = "Expression"
+    bl_parent_id = "LIKENESS_PT_asset"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    @classmethod
+    def poll(cls, context):
+        return bool(scene_io.lod_skins(scene_io.asset_collection(scene_io.find_avatar(context))))
+
+    def draw(self, context):
+        skin = scene_io.lod_skins(scene_io.asset_collection(scene_io.find_avatar(context))).get(0)
+        keys = skin.data.shape_keys if skin is not None else None
+        if keys is None:
+            return
+        col = self.layout.column(align=True)
+        col.label(text="Level 0's skin drives every level and part", icon="DRIVER")
+        for kb in list(keys.key_blocks)[1:]:
+            col.prop(kb, "value", text=kb.name, slider=True)
+
+
 class LIKENESS_PT_animation(_Tab, bpy.types.Panel):
     bl_label = "Animation"
 
@@ -123,6 +170,8 @@ CLASSES = (
     LIKENESS_PT_build,
     LIKENESS_PT_avatars,
     LIKENESS_PT_camera,
+    LIKENESS_PT_asset,
+    LIKENESS_PT_asset_expression,
     LIKENESS_PT_animation,
     LIKENESS_PT_neural_render,
     LIKENESS_PT_engine,
