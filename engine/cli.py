@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from engine import __version__
-from engine.errors import LikenessError, OutOfMemory, classify
+from engine.errors import InputError, LikenessError, OutOfMemory, classify
 
 log = logging.getLogger("likeness")
 
@@ -306,13 +306,46 @@ def method_option(text: str) -> tuple[str, float]:
     return key, number
 
 
-def cmd_asset(args) -> int:
-    from engine.asset.build import build_asset
+def _photo_size(bundle: Path) -> tuple[int, int] | None:
+    """The bundle's photo (width, height) px, for the FBX camera's aspect; None when the manifest has none."""
+    from engine.io.bundle import read_manifest
 
-    out = Path(args.output) if args.output else None
-    out = build_asset(Path(args.bundle), out, args.texture_size, subdiv=args.subdiv)
-    print(out / "head.glb")
+    try:
+        k = read_manifest(bundle)["camera"]["photo"]["intrinsics"]
+        return int(k["width"]), int(k["height"])
+    except (LikenessError, KeyError, TypeError, ValueError):
+        return None
+
+
+def cmd_asset(args) -> int:
+    from engine.asset.export import blender_command, export_asset, remove_stale_exports
+
+    bundle = Path(args.bundle)
+    out = Path(args.output) if args.output else bundle / "asset"
+    if args.exports_only and not args.exports:
+        raise InputError("--exports-only needs --exports (fbx, obj or both)", "e.g. --exports fbx,obj --exports-only")
+    blender = blender_command() if args.exports else None  # no Blender: fail before anything is written
+    if not args.exports_only:
+        from engine.asset.build import build_asset
+
+        build_asset(bundle, out, args.texture_size, subdiv=args.subdiv)
+        for name in remove_stale_exports(out, keep=args.exports or ()):
+            print(f"likeness: removed {out / name} (made from the previous head.glb)", file=sys.stderr)
+        print(out / "head.glb")
+    if args.exports:
+        record = export_asset(out, args.exports, _photo_size(bundle), command=blender)
+        for e in args.exports:
+            print(*(out / n for n in record[e]["files"] if not n.endswith(".mtl")))
     return 0
+
+
+def asset_exports(text: str) -> tuple[str, ...]:
+    from engine.asset.export import parse_exports
+
+    try:
+        return parse_exports(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def cmd_prepare_prior(args) -> int:
@@ -426,6 +459,13 @@ def make_parser() -> argparse.ArgumentParser:
     a.add_argument("--texture-size", type=int, choices=(1024, 2048, 4096), default=2048, help="atlas side, px")
     subdiv_help = "also write the skin Catmull-Clark subdivided 1 or 2 times (head_subd1.glb, head_subd2.glb)"
     a.add_argument("--subdiv", type=int, choices=(0, 1, 2), default=2, help=subdiv_help)
+    a.add_argument(
+        "--exports",
+        type=asset_exports,
+        help="also write fbx (head.fbx: parts, shape keys, armature, camera) and/or obj (head_static.obj + .mtl, "
+        "neutral) through Blender, comma-separated",
+    )
+    a.add_argument("--exports-only", action="store_true", help="export the asset already in the folder: no rebuild")
     a.set_defaults(func=cmd_asset)
 
     s = sub.add_parser("serve", help="serve the engine over HTTP (API v1, see docs/API.md)")
