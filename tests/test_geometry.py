@@ -97,6 +97,21 @@ def test_spherical_unwrap_splits_the_back_seam():
     front = np.argmax(v2[:, 2])
     assert abs(uv[front, 0] - 0.5) < 0.05
     assert torch.is_tensor(torch.as_tensor(uv))
+    assert np.array_equal(np.unique(f2), np.arange(len(v2)))  # no loose vertex
+    np.testing.assert_allclose(v2, v[src])
+
+
+def test_spherical_unwrap_leaves_no_loose_vertex_at_the_seam():
+    # a boundary vertex at the back (phi just below -pi... +pi, x < 0) in a fan whose other corners all have x > 0:
+    # every triangle of it crosses the seam, so it is duplicated past +pi in all of them, and the original, now in
+    # no triangle, must be dropped
+    ring = [(0.3 * np.sin(a) + 0.001, 0.3 * np.cos(a), -1.0) for a in np.linspace(0, np.pi, 5)]
+    v = np.array([(-0.001, 0.0, -1.0), *ring, (0.0, 0.0, 1.0), (0.1, 0.0, 1.0)])
+    f = np.array([[0, 1 + k, 2 + k] for k in range(4)] + [[6, 7, 1]])
+    v2, f2, uv, src = spherical_unwrap(v, f)
+    assert np.array_equal(np.unique(f2), np.arange(len(v2)))
+    np.testing.assert_allclose(v2[f2], v[f])  # the same triangles in space
+    assert (uv[f2][:, :, 0].max(1) - uv[f2][:, :, 0].min(1)).max() < 0.5
 
 
 def test_zbuffer_keeps_the_nearest_triangle():

@@ -92,8 +92,10 @@ def test_mesh_shape_keys_follow_the_neural_render(avatar, draft_bundle):
     from engine.rig import deform_for_avatar
     from engine.rig.meshkeys import read_shape_keys
 
-    faces = np.asarray(trimesh.load(draft_bundle / "head.obj", process=False).faces)
+    obj = trimesh.load(draft_bundle / "head.obj", process=False)
+    faces = np.asarray(obj.faces)
     keys = read_shape_keys(draft_bundle / "shape_keys.npz")
+    assert keys.basis.shape == obj.vertices.shape  # the keys' vertex order is the OBJ's (no loose vertex)
     cam, intr = avatar.orbit(70.0, 0.0, 128, fov_deg=14.0)
     a0 = avatar.render(cam, intr, deform=deform_for_avatar(avatar, {}))["alpha"] > 0.5
     a1 = avatar.render(cam, intr, deform=deform_for_avatar(avatar, {"jawOpen": 1.0}))["alpha"] > 0.5
@@ -102,11 +104,11 @@ def test_mesh_shape_keys_follow_the_neural_render(avatar, draft_bundle):
     assert (a0 ^ a1).sum() > 150  # the jaw really moved in the render
     assert (m1 ^ a1).sum() < 0.6 * (m0 ^ a1).sum()
     assert (m1 ^ a1).sum() < 1.5 * (m0 ^ a0).sum() + 20
-    # About as well as the neutral mesh outlines the neutral render: in profile that agreement is itself 0.950 with
-    # the head-prior default (the draft mesh carries a sliver behind the neck, where the torso prior meets the
-    # template's, that the render does not: docs/FIDELITY.md), so the keyed bar is relative to it.
+    # About as well as the neutral mesh outlines the neutral render (in profile that agreement is itself about
+    # 0.98 on the draft demo; before the OBJ lost its loose seam vertices it measured 0.95 here, because trimesh's
+    # reader skips them and the faces then pointed at the wrong rows of the keys' basis).
     iou = lambda a, b: (a & b).sum() / (a | b).sum()  # noqa: E731
-    assert iou(m1, a1) > iou(m0, a0) - 0.015 and iou(m1, a1) > 0.93, (iou(m1, a1), iou(m0, a0))
+    assert iou(m1, a1) > iou(m0, a0) - 0.015 and iou(m1, a1) > 0.96, (iou(m1, a1), iou(m0, a0))
 
 
 def test_cli_render_with_expression(draft_bundle, tmp_path, capsys):

@@ -33,6 +33,13 @@ def spherical_unwrap(verts: np.ndarray, faces: np.ndarray, centre=(0.0, 0.0, 0.0
         source = np.concatenate([source, dup_src])
         new_phi = np.concatenate([phi, phi[dup_src] + 2.0 * np.pi])
         theta = np.concatenate([theta, theta[dup_src]])
+        # a corner whose every face wraps now has no face left: drop it (the OBJ would carry a loose vertex,
+        # and readers that skip unreferenced vertices would shift every index after it)
+        used = np.zeros(len(source), bool)
+        used[faces.ravel()] = True
+        if not used.all():
+            remap = np.cumsum(used) - 1
+            faces, source, new_phi, theta = remap[faces], source[used], new_phi[used], theta[used]
     u = (new_phi + np.pi) / (2.0 * np.pi)
     # Keep the face at u = 0.5 and fit the split seam corners (u slightly > 1) into the map.
     u = 0.5 + (u - 0.5) / max(1.0, 2.0 * float(np.abs(u - 0.5).max()))
