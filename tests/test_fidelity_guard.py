@@ -32,25 +32,29 @@ sys.path.insert(0, str(REPO / "scripts"))
 # voxels no ray reaches costs it 0.4 dB at +-30 deg (the regularisers used to shrink the proxy's sides), the torso
 # prior widens its neck (IoU -0.024), while Lee Perry-Smith's full circle gains 0.8 dB and 0.13 IoU from the same
 # changes (docs/FIDELITY.md, "Behind the face"; scripts/guard_settings.py measures this head per setting). The
-# baseline moved for those measured reasons; the thresholds keep their margins off it. (Session 7's body prior
-# below the chin, off by default, measured 30.70 / 16.65 / 0.6277 / 0.8421 / 0.0923 / 2.51 here.)
+# baseline moved for those measured reasons; the thresholds keep their margins off it. Session 6's default
+# measured 31.60 / 16.58 / 0.6376 / 0.8416 / 0.0768 / 2.48. 2026-12-02 (session 8) the body prior below the chin is
+# on by default (torso_front, neck_column, layer_smooth) with the bald-skull colour (this head is not bald):
+# this head's stick of a neck is replaced by the template's neck in front (input-view depth L1 +0.016, input view
+# -1.0 dB), while Lee Perry-Smith's whole-head depth L1 goes 0.173 -> 0.105 and its full circle +1.3 dB
+# (docs/FIDELITY.md, "The body below the chin" and the section after it).
 BASELINE = {
-    "input_psnr_db": 31.60,
-    "novel_psnr_db": 16.58,
-    "novel_ssim": 0.6376,
-    "novel_iou": 0.8416,
-    "depth_l1": 0.0768,
-    "lmk_err_pct": 2.48,
+    "input_psnr_db": 30.70,
+    "novel_psnr_db": 16.65,
+    "novel_ssim": 0.6277,
+    "novel_iou": 0.8421,
+    "depth_l1": 0.0923,
+    "lmk_err_pct": 2.51,
 }
 # Thresholds: about 1.2-1.5 dB, 0.04 SSIM, 0.03 IoU, 0.013 depth L1 and 1.25 % landmark error off the baseline.
 # The run repeats bit for bit on one machine. For scale (docs/FIDELITY.md): random initialisation drops the
 # input-view PSNR by 8-11 dB and the IoU to 0.2-0.3; a 6 deg frame misalignment costs 2.9 dB at the input view.
 THRESHOLDS = {
-    "input_psnr_db": (">=", 30.3),
+    "input_psnr_db": (">=", 29.4),
     "novel_psnr_db": (">=", 15.3),
-    "novel_ssim": (">=", 0.60),
+    "novel_ssim": (">=", 0.59),
     "novel_iou": (">=", 0.81),
-    "depth_l1": ("<=", 0.09),
+    "depth_l1": ("<=", 0.105),
     "lmk_err_pct": ("<=", 3.6),
 }
 

