@@ -131,7 +131,9 @@ def test_levels_are_one_tidy_asset_with_one_rig(addon, lod_bundle):
     for part in ("eye_L", "eye_R", "teeth_upper", "teeth_lower", "tongue", "photo_camera"):
         assert roles.count(f"asset_{part}") == 1, roles
     assert sum(o.type == "ARMATURE" for o in sub.objects) == 1 and sum(o.type == "CAMERA" for o in sub.objects) == 1
-    assert len(sub.objects) == 6 + 1 + len(levels)  # the parts, the armature, one skin per level
+    hair = roles.count("asset_hair")
+    assert hair == (json.loads((lod_bundle / "asset" / "asset.json").read_text()).get("hair") is not None)
+    assert len(sub.objects) == 6 + hair + 1 + len(levels)  # the parts (+ the hair, once), the armature, the skins
     assert len(bpy.data.armatures) == 1
     assert len([m for m in bpy.data.materials if m.name.startswith("likeness_skin")]) == 1
     assert not [b.name for b in (*bpy.data.materials, *bpy.data.meshes, *bpy.data.images) if b.users == 0]

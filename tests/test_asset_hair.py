@@ -1,0 +1,127 @@
+"""The asset's hair part (engine/asset/hair.py, docs/ASSET.md "Hair"): on an analytic skull with and without a cap
+of hair, then on the session's draft bundle's asset (outside the skin, no morph targets, bound to the head, UVs)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from prior_support import prepared_prior
+
+from engine.asset.hair import HairConfig, hair_shell, surface_distance_fn
+from engine.asset.measure import uv_signed_area, weld
+from engine.extract.mesh import marching_cubes
+
+SKULL_M, CAP_M, CAP_FROM_M = 0.09, 0.1, 0.02
+"""The analytic head: a sphere skull; the hair a shell to CAP_M over it above y = CAP_FROM_M."""
+
+
+def _field_surface(cap: bool, res: int = 72) -> tuple[np.ndarray, np.ndarray]:
+    """Marching cubes of the skull (and the cap) SDF on a lattice over +-0.13 m: vertices (V, 3), faces."""
+    ax = np.linspace(-0.13, 0.13, res)
+    p = np.stack(np.meshgrid(ax, ax, ax, indexing="ij"), -1)
+    r = np.linalg.norm(p, axis=-1)
+    sdf = r - SKULL_M
+    if cap:
+        sdf = np.minimum(sdf, np.maximum(r - CAP_M, CAP_FROM_M - p[..., 1]))
+    return marching_cubes(sdf, 0.0, np.full(3, -0.13), np.full(3, 0.13))
+
+
+def _skull_skin() -> tuple[np.ndarray, np.ndarray]:
+    import trimesh
+
+    s = trimesh.creation.icosphere(subdivisions=4, radius=SKULL_M)
+    return np.asarray(s.vertices), np.asarray(s.faces)
+
+
+def _cut(cap: bool):
+    v, f = _field_surface(cap)
+    sv, sf = _skull_skin()
+    return hair_shell(v, f, surface_distance_fn(sv, sf), lambda p: p[:, 1] > -0.06, lambda p: p, HairConfig())
+
+
+def test_signed_distance_to_a_mesh():
+    sv, sf = _skull_skin()
+    d, n = surface_distance_fn(sv, sf)(np.array([[0.0, 0.12, 0.0], [0.0, 0.0, -0.05], [0.09, 0.0, 0.0]]))
+    assert np.allclose(d, [0.03, -0.04, 0.0], atol=3e-4)
+    assert n[0] @ [0, 1, 0] > 0.99 and n[1] @ [0, 0, -1] > 0.99  # outward
+
+
+def test_cap_of_hair_on_an_analytic_skull():
+    shell, why = _cut(cap=True)
+    assert shell is not None, why
+    info = shell.info
+    # the cap's outside (2 pi r h, h = 8 cm) and part of its ledge at y = 2 cm: 503 + up to 60 cm^2
+    assert 480.0 < info["area_cm2"] < 580.0, info
+    assert abs(info["max_outside_skull_mm"] - 1000 * (CAP_M - SKULL_M)) < 1.0
+    assert info["components"] == 1 and info["flipped_uv_triangles"] == 0 and info["triangles"] <= 20000
+    d, _ = surface_distance_fn(*_skull_skin())(shell.positions)
+    assert d.min() >= -0.002  # tucked under the skin by 1 mm, never deeper
+    e = np.sort(np.concatenate([shell.tris[:, [0, 1]], shell.tris[:, [1, 2]], shell.tris[:, [2, 0]]]), axis=1)
+    uniq, counts = np.unique(e, axis=0, return_counts=True)
+    rim = np.unique(uniq[counts == 1])
+    assert len(rim) > 20 and np.abs(d[rim] + 0.001).max() < 3e-4  # the open boundary sits 1 mm inside the skin
+    assert shell.positions[:, 1].min() > CAP_FROM_M - 0.005  # nothing of the bare skull below the cap
+    assert (uv_signed_area(shell.uv, shell.tris) > 0).all() and shell.uv.min() >= 0.0 and shell.uv.max() <= 1.0
+    out = (shell.normals * (shell.positions - 0.0)).sum(1)
+    assert (out[d > 0.005] > 0).all()  # normals point away from the head
+
+
+def test_bald_analytic_skull_has_no_hair():
+    shell, why = _cut(cap=False)
+    assert shell is None and "outside the skull" in why
+
+
+@pytest.fixture(scope="module")
+def hair_asset(bundle_dir, tmp_path_factory):
+    prepared_prior()
+    from engine.asset.build import write_asset
+    from engine.avatar import load_avatar
+
+    out = tmp_path_factory.mktemp("hair") / "asset"
+    info = write_asset(load_avatar(bundle_dir, device="cpu"), out, texture_size=512, subdiv=1)
+    return out, info
+
+
+def _mesh(glb, name: str):
+    from engine.rig.gltf import accessor_array, read_glb
+
+    g, binary = read_glb(glb.read_bytes())
+    k = next(i for i, m in enumerate(g["meshes"]) if m["name"] == name)
+    prim = g["meshes"][k]["primitives"][0]
+    attrs = {a: accessor_array(g, binary, i) for a, i in prim["attributes"].items()}
+    attrs["indices"] = accessor_array(g, binary, prim["indices"]).astype(np.int64).reshape(-1, 3)
+    node = next(n for n in g["nodes"] if n.get("mesh") == k)
+    return g, g["meshes"][k], prim, attrs, node
+
+
+@pytest.mark.slow
+def test_draft_asset_has_a_hair_part(hair_asset):
+    out, info = hair_asset
+    assert info["hair"] is not None and "hair" in info["parts"], info.get("hair_skipped")
+    assert json.loads((out / "asset.json").read_text())["hair"]["triangles"] == info["hair"]["triangles"]
+    assert all((out / info["files"][k]).is_file() for k in ("hair_obj", "hair_texture"))
+    for glb in ("head.glb", "head_subd1.glb"):
+        g, mesh, prim, hair, node = _mesh(out / glb, "hair")
+        assert "targets" not in prim and "weights" not in mesh  # brows (or any key) never move the hair
+        joints = g["skins"][node["skin"]]["joints"]
+        assert {g["nodes"][joints[j]]["name"] for j in np.unique(hair["JOINTS_0"][:, 0])} == {"head"}
+        assert np.allclose(hair["WEIGHTS_0"][:, 0], 1.0) and np.allclose(hair["WEIGHTS_0"][:, 1:], 0.0)
+        mat = g["materials"][prim["material"]]
+        assert mat["name"] == "likeness_hair" and g["textures"][mat["pbrMetallicRoughness"]["baseColorTexture"]
+                                                                ["index"]]["source"] == 3  # fmt: skip
+        assert len(hair["indices"]) == info["hair"]["triangles"] <= 20000
+    _, _, _, skin, _ = _mesh(out / "head.glb", "skin")
+    sv, idx = weld(skin["POSITION"].astype(np.float64))
+    st = idx[skin["indices"]]
+    c = sv.mean(0)
+    if (np.cross(sv[st[:, 1]] - sv[st[:, 0]], sv[st[:, 2]] - sv[st[:, 0]]) * (sv[st].mean(1) - c)).sum() < 0:
+        st = st[:, ::-1]
+    d, _ = surface_distance_fn(sv, st)(hair["POSITION"].astype(np.float64))
+    assert d.min() >= -0.002, d.min()  # outside the skin, the boundary tucked 1 mm under it
+    assert np.median(d) > 0.005  # a shell over the skull, not the skin again
+    uv = hair["TEXCOORD_0"].astype(np.float64)
+    assert uv.min() >= 0.0 and uv.max() <= 1.0
+    area = uv_signed_area(np.stack([uv[:, 0], 1.0 - uv[:, 1]], 1), hair["indices"])  # glTF's v runs down
+    assert (area > 0).all()
