@@ -125,3 +125,12 @@ def test_draft_asset_has_a_hair_part(hair_asset):
     assert uv.min() >= 0.0 and uv.max() <= 1.0
     area = uv_signed_area(np.stack([uv[:, 0], 1.0 - uv[:, 1]], 1), hair["indices"])  # glTF's v runs down
     assert (area > 0).all()
+
+
+def test_a_bald_head_gets_no_hair_part():
+    from types import SimpleNamespace
+
+    from engine.asset.build import hair
+
+    shell, why = hair(None, SimpleNamespace(manifest={"prior": {"colours": {"bald": True, "hair_rgb": [0.8] * 3}}}))
+    assert shell is None and "bald" in why  # decided by the build's own verdict, before the field is read

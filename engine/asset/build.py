@@ -214,7 +214,12 @@ def _png(img: np.ndarray) -> bytes:
 
 
 def hair(asset: Asset, avatar, cfg: HairConfig = HairConfig()) -> tuple[HairShell | None, str]:
-    """The hair shell (engine.asset.hair) of the field outside the asset's neutral skin, or None and why not."""
+    """The hair shell (engine.asset.hair) of the field outside the asset's neutral skin, or None and why not. A
+    head the build found bald (``manifest.prior.colours.bald``: its "hair" is the skin's colour) has none: the field
+    there is the skull under a thin layer (Lee Perry-Smith: a 7 mm skin-coloured cap otherwise)."""
+    colours = (avatar.manifest.get("prior") or {}).get("colours") or {}
+    if colours.get("bald"):
+        return None, "the photo's head is bald (manifest.prior.colours: the hair colour is the skin's)"
     ids, tris, _ = _skin(asset.prior)
     wound = tris if _outward(asset.prior.vertices[ids], tris) > 0 else tris[:, ::-1]
     f = avatar.field
