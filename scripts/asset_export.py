@@ -20,6 +20,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from blender_script import run  # noqa: E402  (beside this script; stdlib only)
+
 OBJ_TEXTURES = {"likeness_atlas": "texture.png", "likeness_normal": "normal.png"}
 """The GLB's images the .mtl names, by the asset's own PNGs beside it (the metallic-roughness image is packed for
 glTF and has no file; OBJ's roughness would be a constant)."""
@@ -34,16 +37,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--textures", help="folder holding texture.png / normal.png for the .mtl (default: the GLB's)")
     p.add_argument("--resolution", type=int, nargs=2, metavar=("W", "H"), help="the photo's size, pixels")
     return p.parse_args(argv)
-
-
-def script_argv(argv: list[str]) -> list[str]:
-    """Arguments after ``--`` (``blender -b -P asset_export.py -- ...``), else after the script (``python ...``)."""
-    if "--" in argv:
-        return argv[argv.index("--") + 1 :]
-    for i, a in enumerate(argv):
-        if a.endswith("asset_export.py"):
-            return argv[i + 1 :]
-    return []
 
 
 def glb_json(path: Path) -> dict:
@@ -192,15 +185,5 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def entry() -> int:
-    try:
-        return main(script_argv(sys.argv))
-    except (RuntimeError, ValueError, OSError) as exc:
-        print(f"asset_export.py: error: {str(exc).strip().removeprefix('Error: ')}", file=sys.stderr)
-        return 1
-
-
 if __name__ == "__main__":
-    code = entry()
-    if code:
-        sys.exit(code)  # `blender -b -P` exits with this code too
+    run(main, "asset_export.py")

@@ -28,6 +28,9 @@ import time
 from importlib import import_module
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from blender_script import run  # noqa: E402  (beside this script; stdlib only)
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -54,16 +57,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--fbx", help="also export the head (mesh, shape keys, embedded texture) to this .fbx file")
     p.add_argument("--no-turntable", action="store_true", help="import (and --fbx) only: no rig, frames or .blend")
     return p.parse_args(argv)
-
-
-def script_argv(argv: list[str]) -> list[str]:
-    """Arguments after ``--`` (``blender -b -P turntable.py -- ...``), else after the script (``python ...``)."""
-    if "--" in argv:
-        return argv[argv.index("--") + 1 :]
-    for i, a in enumerate(argv):
-        if a.endswith("turntable.py"):
-            return argv[i + 1 :]
-    return []
 
 
 def enable_addon():
@@ -272,15 +265,5 @@ def make_turntable(args: argparse.Namespace, addon: str, out: Path) -> tuple[lis
     return frames, blend
 
 
-def entry() -> int:
-    try:
-        return main(script_argv(sys.argv))
-    except (RuntimeError, ValueError, OSError) as exc:
-        print(f"turntable.py: error: {str(exc).strip().removeprefix('Error: ')}", file=sys.stderr)
-        return 1
-
-
 if __name__ == "__main__":
-    code = entry()
-    if code:
-        sys.exit(code)  # `blender -b -P` exits with this code too
+    run(main, "turntable.py")
