@@ -39,27 +39,35 @@ class ExportFailed(LikenessError):
     code = "export_failed"
 
 
-def blender_command(env: dict | None = None, has_bpy: bool | None = None) -> list[str]:
-    """The command that runs a Blender Python script (append the script, ``--`` and its arguments):
-    ``$LIKENESS_BLENDER`` (a Blender binary), else this Python when it has the bpy module, else ``blender`` on
-    PATH. BackendUnavailable (exit code 2) when there is none."""
-    env = os.environ if env is None else env
+def blender_launcher(env: dict, has_bpy: bool | None = None, python: str = sys.executable) -> list[str] | None:
+    """How to run a Blender Python script (append the script, ``--`` and its arguments): ``$LIKENESS_BLENDER`` (a
+    Blender binary, run headless), else ``python`` when this Python has the bpy module, else ``blender`` on
+    ``env``'s PATH; None when there is none. (``likeness asset --exports`` and ``likeness batch`` both.)"""
     exe = env.get(BLENDER_ENV) or None
-    if exe is not None:
-        if not (os.path.isfile(exe) and os.access(exe, os.X_OK)):
-            raise BackendUnavailable(f"{BLENDER_ENV}={exe} is not an executable file", INSTALL_HINT)
-    else:
+    if exe is None:
         if has_bpy is None:
             has_bpy = importlib.util.find_spec("bpy") is not None
         if has_bpy:
-            return [sys.executable]
+            return [python]
         exe = shutil.which("blender", path=env.get("PATH"))
         if exe is None:
-            raise BackendUnavailable(
-                "the FBX and OBJ exports need Blender: neither the bpy module nor a blender binary is here",
-                INSTALL_HINT,
-            )
+            return None
     return [exe, "-b", "--factory-startup", "--python-exit-code", "1", "-P"]
+
+
+def blender_command(env: dict | None = None, has_bpy: bool | None = None) -> list[str]:
+    """:func:`blender_launcher` for the exports: BackendUnavailable (exit code 2) when there is no Blender, or
+    when ``$LIKENESS_BLENDER`` names no executable file."""
+    env = os.environ if env is None else env
+    exe = env.get(BLENDER_ENV) or None
+    if exe is not None and not (os.path.isfile(exe) and os.access(exe, os.X_OK)):
+        raise BackendUnavailable(f"{BLENDER_ENV}={exe} is not an executable file", INSTALL_HINT)
+    cmd = blender_launcher(env, has_bpy)
+    if cmd is None:
+        raise BackendUnavailable(
+            "the FBX and OBJ exports need Blender: neither the bpy module nor a blender binary is here", INSTALL_HINT
+        )
+    return cmd
 
 
 def parse_exports(text: str) -> tuple[str, ...]:

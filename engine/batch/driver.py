@@ -8,7 +8,6 @@ driver dies). Leftovers of killed writers (staging folders, temp files) are swep
 from __future__ import annotations
 
 import fcntl
-import importlib.util
 import json
 import os
 import shutil
@@ -19,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import engine
+from engine.asset.export import INSTALL_HINT, blender_launcher
 from engine.batch import report as rep
 from engine.batch.plan import (
     BUILD,
@@ -42,7 +42,6 @@ from engine.io import swap
 from engine.io.bundle import MANIFEST
 
 TURNTABLE_SCRIPT = Path(engine.__file__).resolve().parents[1] / "scripts" / "turntable.py"
-BLENDER_ENV = "LIKENESS_BLENDER"
 PYTHON = "{python}"
 """In a Blender command: the Python of the item's own process (the bpy module's), resolved on the node."""
 
@@ -75,16 +74,13 @@ def blender_command() -> list[str]:
     else ``blender`` on PATH; BatchError when there is none."""
     if not TURNTABLE_SCRIPT.is_file():
         raise BatchError(f"{TURNTABLE_SCRIPT} is missing", "run the batch from a Likeness checkout")
-    exe = os.environ.get(BLENDER_ENV) or None
-    if exe is None and importlib.util.find_spec("bpy") is not None:
-        return [PYTHON]
-    exe = exe or shutil.which("blender")
-    if exe is None:
+    cmd = blender_launcher(os.environ, python=PYTHON)
+    if cmd is None:
         raise BatchError(
             "--turntable blender and --exports fbx need Blender: neither the bpy module nor a blender binary is here",
-            f"pip install 'likeness[blender]', or put Blender 4.2-5.0 on PATH (or its path in {BLENDER_ENV})",
+            INSTALL_HINT,
         )
-    return [exe, "-b", "--factory-startup", "--python-exit-code", "1", "-P"]
+    return cmd
 
 
 class BatchLock:
