@@ -167,12 +167,6 @@ def _boundary_loops_ordered(tris: np.ndarray) -> list[np.ndarray]:
     return sorted(loops, key=len, reverse=True)
 
 
-def _boundary_loop(tris: np.ndarray) -> np.ndarray:
-    """The longest open boundary loop of ``tris``, as vertex ids in order (empty if the mesh is closed)."""
-    loops = _boundary_loops_ordered(tris)
-    return loops[0] if loops else np.zeros(0, np.int64)
-
-
 def tutte_uv(points_local: np.ndarray, tris: np.ndarray) -> np.ndarray | None:
     """(N, 2) UVs in the unit disc (centre 0, v up) of one connected open shell: its longest boundary loop on the
     circle by arc length (starting where :func:`disc_uv` has it, so the nape stays up), every other vertex the
