@@ -28,7 +28,7 @@ from engine.field.model import RadianceField
 from engine.fit.data import FitData, similarity_scale
 from engine.fit.proxy_init import ProxyInitConfig, ProxyInitFit, grid_points, occupancy_sdf, proxy_occupancy
 from engine.prior import PriorMissing, load_prior
-from engine.prior.fit import closed_skin, fit_to_landmarks, occupancy_grid
+from engine.prior.fit import closed_skin, fit_to_landmarks, neck_cut_edges, occupancy_grid
 from engine.proxy.head import matte_covers_cv
 
 log = logging.getLogger(__name__)
@@ -297,12 +297,7 @@ class HeadPriorFit(ProxyInitFit):
         """Grid points (local's shape minus the last axis) inside the neck cut's cross-section carried down: an
         ellipse in the template's horizontal plane through the cut loop's centre, its semi-axes the loop's half
         extents in x and z, from the cut's highest point down."""
-        prior = self.prior
-        tri = prior.triangles
-        skin = tri[(prior.part[tri] == 0).all(1)]
-        edges = np.sort(np.concatenate([skin[:, [0, 1]], skin[:, [1, 2]], skin[:, [2, 0]]]), axis=1)
-        uniq, counts = np.unique(edges, axis=0, return_counts=True)
-        loop = np.unique(uniq[counts == 1])
+        loop = np.unique(neck_cut_edges(self.prior))
         if len(loop) < 6:
             return np.zeros(local.shape[:-1], bool)
         ring = self._local_cv(verts_cv[loop])

@@ -89,14 +89,25 @@ def fit_to_landmarks(prior: HeadPrior, landmarks: np.ndarray, weights: np.ndarra
     return FittedHead(s * verts @ rot.T + t, shape, expr, (float(s), rot, t), rms)
 
 
+def skin_triangles(prior: HeadPrior) -> np.ndarray:
+    """(T, 3) the template's skin triangles (part 0)."""
+    tri = prior.triangles
+    return tri[(prior.part[tri] == 0).all(1)]
+
+
+def neck_cut_edges(prior: HeadPrior) -> np.ndarray:
+    """(E, 2) the skin's open boundary edges (vertex ids): the neck cut, the skin's only opening."""
+    skin_tri = skin_triangles(prior)
+    edges = np.sort(np.concatenate([skin_tri[:, [0, 1]], skin_tri[:, [1, 2]], skin_tri[:, [2, 0]]]), axis=1)
+    uniq, counts = np.unique(edges, axis=0, return_counts=True)
+    return uniq[counts == 1]
+
+
 def closed_skin(prior: HeadPrior, vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The skin surface (vertices, triangles) closed at the neck cut by a fan from its centre: a watertight
     solid (eyeballs, teeth and tongue lie inside it)."""
-    tri = prior.triangles
-    skin_tri = tri[(prior.part[tri] == 0).all(1)]
-    edges = np.sort(np.concatenate([skin_tri[:, [0, 1]], skin_tri[:, [1, 2]], skin_tri[:, [2, 0]]]), axis=1)
-    uniq, counts = np.unique(edges, axis=0, return_counts=True)
-    boundary = uniq[counts == 1]
+    skin_tri = skin_triangles(prior)
+    boundary = neck_cut_edges(prior)
     if len(boundary) == 0:
         return np.asarray(vertices, np.float64), skin_tri
     v = np.asarray(vertices, np.float64)
