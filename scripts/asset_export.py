@@ -1,6 +1,7 @@
 """Headless exports of an artist asset (docs/ASSET.md): its ``head.glb`` imported with Blender's own glTF importer,
-written as FBX (mesh parts, the 52 ARKit shape keys, the armature and its skinning, the photo camera, textures
-embedded) and/or as a static OBJ (every part at the neutral face, UVs, an .mtl naming the asset's PNGs).
+written as FBX (mesh parts, the hair among them, the 52 ARKit shape keys, the armature and its skinning, the photo
+camera, textures embedded: colour, normal and roughness maps, the hair's own colour) and/or as a static OBJ (every
+part at the neutral face, UVs, an .mtl naming the asset's PNGs: ``map_Kd``, ``map_Bump``, ``map_Pr``).
 
     python scripts/asset_export.py --glb ASSET/head.glb -o STAGING --fbx head.fbx --obj head_static.obj
     blender -b --factory-startup --python-exit-code 1 -P scripts/asset_export.py -- --glb ... (the same)
@@ -23,9 +24,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from blender_script import run  # noqa: E402  (beside this script; stdlib only)
 
-OBJ_TEXTURES = {"likeness_atlas": "texture.png", "likeness_normal": "normal.png"}
-"""The GLB's images the .mtl names, by the asset's own PNGs beside it (the metallic-roughness image is packed for
-glTF and has no file; OBJ's roughness would be a constant)."""
+OBJ_TEXTURES = {"likeness_atlas": "texture.png", "likeness_normal": "normal.png", "likeness_hair": "hair.png"}
+"""The GLB's images the .mtl names, by the asset's own PNGs beside it (each part's colour from its own texture)."""
+ROUGHNESS_FILE, ROUGHNESS_IMAGE = "roughness.png", "likeness_roughness"
+"""The asset's grey roughness map, wired in place of the GLB's metallic-roughness image (packed, no file of its own,
+read through Separate Color: neither exporter follows that)."""
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -34,7 +37,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("-o", "--output", required=True, help="folder to write into (exists)")
     p.add_argument("--fbx", help="FBX file name inside the output folder")
     p.add_argument("--obj", help="OBJ file name inside the output folder (its .mtl beside it, same stem)")
-    p.add_argument("--textures", help="folder holding texture.png / normal.png for the .mtl (default: the GLB's)")
+    p.add_argument(
+        "--textures",
+        help="folder holding the asset's PNGs (texture, normal, roughness, hair) for the "
+        "FBX's roughness and the .mtl (default: the GLB's)",
+    )
     p.add_argument("--resolution", type=int, nargs=2, metavar=("W", "H"), help="the photo's size, pixels")
     return p.parse_args(argv)
 
@@ -103,9 +110,49 @@ def select(objs) -> None:
     bpy.context.view_layer.objects.active = next(o for o in objs if o is not None)
 
 
+def roughness_from_map(textures: Path) -> list[str]:
+    """Wire ``textures/roughness.png`` (grey, Non-Color) straight into the Principled BSDF's Roughness of every
+    material whose roughness the GLB's metallic-roughness image drives (the glTF importer's Separate Color, G), and
+    Metallic to its constant 0 (the GLB's metallicFactor): the FBX and OBJ exporters take only an image linked
+    straight to a socket. The hair's constant roughness is left as it is. Returns the materials rewired (none, and
+    nothing changed, without roughness.png)."""
+    import bpy
+
+    path = textures / ROUGHNESS_FILE
+    if not path.is_file():
+        return []
+    image, done = None, []
+    for mat in bpy.data.materials:
+        nt = mat.node_tree
+        bsdf = next((n for n in nt.nodes if n.type == "BSDF_PRINCIPLED"), None) if nt else None
+        if bsdf is None or not bsdf.inputs["Roughness"].is_linked:
+            continue
+        sep = bsdf.inputs["Roughness"].links[0].from_node
+        if sep.type != "SEPARATE_COLOR":  # not the importer's metallic-roughness chain: not ours to change
+            continue
+        if image is None:
+            image = bpy.data.images.load(str(path), check_existing=True)
+            image.name = ROUGHNESS_IMAGE
+            image.colorspace_settings.name = "Non-Color"
+        tex = nt.nodes.new("ShaderNodeTexImage")
+        tex.image, tex.name, tex.label = image, ROUGHNESS_IMAGE, ROUGHNESS_IMAGE
+        tex.location = (sep.location.x, sep.location.y)
+        old = [*(lk.from_node for lk in bsdf.inputs["Metallic"].links), sep]  # users before their sources
+        old += [lk.from_node for lk in sep.inputs[0].links]
+        for lk in list(bsdf.inputs["Metallic"].links):
+            nt.links.remove(lk)
+        bsdf.inputs["Metallic"].default_value = 0.0
+        nt.links.new(tex.outputs["Color"], bsdf.inputs["Roughness"])
+        for n in dict.fromkeys(old):  # the packed image's chain, now feeding nothing
+            if not any(o.is_linked for o in n.outputs):
+                nt.nodes.remove(n)
+        done.append(mat.name)
+    return done
+
+
 def export_fbx(scene_objs: dict, path: Path) -> None:
-    """Mesh parts with shape keys, the armature (no leaf bones added) skinning them, the camera;
-    the images wired straight into a material (atlas, normal map) embedded."""
+    """Mesh parts with shape keys (the hair with none), the armature (no leaf bones added) skinning them, the
+    camera; the images wired straight into a material (atlas, normal map, roughness map, the hair's) embedded."""
     import bpy
 
     select([*scene_objs["parts"], scene_objs["armature"], scene_objs["camera"]])
@@ -126,7 +173,8 @@ def export_fbx(scene_objs: dict, path: Path) -> None:
 
 def export_obj(scene_objs: dict, path: Path, textures: Path) -> None:
     """Every part at the neutral face (shape key values 0, the rest pose), in the glTF's axes (+Y up, face +Z,
-    metres), UVs and normals, one .mtl naming the asset's PNGs by file name (beside the OBJ)."""
+    metres), UVs and normals, one .mtl naming the asset's PNGs by file name (beside the OBJ), with the PBR
+    extensions (``Pr``/``map_Pr`` roughness, ``Pm`` metallic)."""
     import bpy
 
     for o in scene_objs["parts"]:
@@ -145,6 +193,7 @@ def export_obj(scene_objs: dict, path: Path, textures: Path) -> None:
         export_uv=True,
         export_normals=True,
         export_materials=True,
+        export_pbr_extensions=True,  # map_Pr roughness.png (without: Ns and map_Ns, a specular exponent)
         export_triangulated_mesh=False,
         forward_axis="NEGATIVE_Z",
         up_axis="Y",
@@ -169,12 +218,13 @@ def main(argv: list[str]) -> int:
     set_resolution(scene, glb_json(glb), args.resolution)
     if objs["camera"] is not None:
         photo_film(objs["camera"], scene.render.resolution_x / scene.render.resolution_y)
-    wrote = {"blender": bpy.app.version_string}
+    textures = Path(args.textures).absolute() if args.textures else glb.parent
+    wrote = {"blender": bpy.app.version_string, "roughness_map": roughness_from_map(textures)}
     if args.fbx:
         export_fbx(objs, out / args.fbx)
         wrote["fbx"] = args.fbx
     if args.obj:
-        export_obj(objs, out / args.obj, Path(args.textures).absolute() if args.textures else glb.parent)
+        export_obj(objs, out / args.obj, textures)
         wrote["obj"] = args.obj
         mtl = Path(args.obj).with_suffix(".mtl").name
         if (out / mtl).is_file():

@@ -1,5 +1,6 @@
 """Render an asset's head.glb (all parts, neutral or with its default weights) from orbit yaws with the engine's
-rasteriser: textured, lit from the camera, into one contact sheet PNG; and the UV layout over the atlas.
+rasteriser: textured (each part from its own material's baseColor texture: the atlas, the hair's hair.png), lit
+from the camera, into one contact sheet PNG; and the UV layout over the atlas (the parts on it).
 
     python scripts/asset_views.py BUNDLE/asset [-o sheet.png] [--uv uv.png] [--size 384] [--posed]
                                   [--subdiv 0|1|2] [--shading texture|clay|normalmap|compare] [--yaws 0,45]
@@ -35,10 +36,17 @@ def _image(g: dict, binary, index: int) -> np.ndarray:
 
 
 def load_parts(glb: Path, posed: bool) -> tuple[list[dict], np.ndarray]:
-    """Each mesh's positions (N, 3), uv (N, 2) glTF (v down), tris, normals, tangents (N, 4) or None and its
-    normal map (H, W, 3) uint8 or None; and the atlas (H, W, 3) uint8."""
+    """Each mesh's positions (N, 3), uv (N, 2) glTF (v down), tris, normals, tangents (N, 4) or None, its colour
+    texture (H, W, 3) uint8 (its material's baseColorTexture, else the atlas) and that image's index, its normal
+    map (H, W, 3) uint8 or None; and the atlas (H, W, 3) uint8 (image 0)."""
     g, binary = read_glb(glb.read_bytes())
-    atlas = _image(g, binary, 0)
+    images: dict[int, np.ndarray] = {}
+
+    def image(index: int) -> np.ndarray:
+        if index not in images:
+            images[index] = _image(g, binary, index)[..., :3]
+        return images[index]
+
     parts = []
     for mesh in g["meshes"]:
         prim = mesh["primitives"][0]
@@ -54,10 +62,12 @@ def load_parts(glb: Path, posed: bool) -> tuple[list[dict], np.ndarray]:
         mat = g["materials"][prim["material"]] if "material" in prim else {}
         nmap = None
         if "normalTexture" in mat:
-            nmap = _image(g, binary, g["textures"][mat["normalTexture"]["index"]]["source"])[..., :3]
+            nmap = image(g["textures"][mat["normalTexture"]["index"]]["source"])
+        base = mat.get("pbrMetallicRoughness", {}).get("baseColorTexture")
+        source = g["textures"][base["index"]]["source"] if base else 0
         parts.append({"name": mesh["name"], "pos": pos, "uv": uv, "tris": tris, "normals": nrm, "tangents": tan,
-                      "normal_map": nmap})  # fmt: skip
-    return parts, atlas[..., :3]
+                      "texture": image(source), "texture_source": source, "normal_map": nmap})  # fmt: skip
+    return parts, image(0)
 
 
 LIGHT = np.array([-0.45, 0.55, 0.7]) / np.linalg.norm([-0.45, 0.55, 0.7])
@@ -112,7 +122,9 @@ def render_shaded(parts: list[dict], yaw: float, size: int, use_map: bool, dist:
     return out
 
 
-def render(parts: list[dict], atlas: np.ndarray, yaw: float, size: int, dist: float = 0.6) -> np.ndarray:
+def render(parts: list[dict], yaw: float, size: int, dist: float = 0.6) -> np.ndarray:
+    """(size, size, 3) uint8: the parts from ``yaw`` deg at ``dist`` m, each coloured from its own texture,
+    flat-shaded by the facing of the camera."""
     pos = np.concatenate([p["pos"] for p in parts])
     uv = np.concatenate([p["uv"] for p in parts])
     offs = np.cumsum([0] + [len(p["pos"]) for p in parts])
@@ -127,8 +139,11 @@ def render(parts: list[dict], atlas: np.ndarray, yaw: float, size: int, dist: fl
     t = tris[fid[hit]]
     b = bary[hit][:, :, None]
     tuv = (b * uv[t]).sum(1)
-    h, w = atlas.shape[:2]
-    col = atlas[np.clip((tuv[:, 1] * h).astype(int), 0, h - 1), np.clip((tuv[:, 0] * w).astype(int), 0, w - 1)]
+    part = np.searchsorted(np.cumsum([len(p["tris"]) for p in parts]), fid[hit], side="right")
+    col = np.zeros((len(tuv), 3))
+    for k, p in enumerate(parts):
+        on = part == k
+        col[on] = _texel(p["texture"], tuv[on])
     n = np.cross(pos[t[:, 1]] - pos[t[:, 0]], pos[t[:, 2]] - pos[t[:, 0]])
     n /= np.linalg.norm(n, axis=1, keepdims=True).clip(1e-12)
     view = c2w[:3, 2]
@@ -138,9 +153,12 @@ def render(parts: list[dict], atlas: np.ndarray, yaw: float, size: int, dist: fl
 
 
 def uv_sheet(parts: list[dict], atlas: np.ndarray, size: int = 1024) -> np.ndarray:
+    """The atlas with the UV triangles of the parts textured from it (not the hair: its disc is hair.png's)."""
     img = Image.fromarray(atlas).resize((size, size)).convert("RGB")
     d = ImageDraw.Draw(img)
     for p in parts:
+        if p["texture_source"] != 0:
+            continue
         q = p["uv"] * size
         for a, b, c in p["tris"]:
             d.line([tuple(q[a]), tuple(q[b]), tuple(q[c]), tuple(q[a])], fill=(0, 255, 0), width=1)
@@ -164,7 +182,7 @@ def main() -> int:
     yaws = [float(y) for y in a.yaws.split(",")] if a.yaws else YAWS
     rows = []
     if a.shading in ("texture", "compare"):
-        rows.append(np.concatenate([render(parts, atlas, y, a.size) for y in yaws], 1))
+        rows.append(np.concatenate([render(parts, y, a.size) for y in yaws], 1))
     for mode, use_map in (("clay", False), ("normalmap", True)):
         if a.shading in (mode, "compare"):
             rows.append(np.concatenate([render_shaded(parts, y, a.size, use_map) for y in yaws], 1))

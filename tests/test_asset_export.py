@@ -1,7 +1,8 @@
 """The asset's FBX and static OBJ (engine/asset/export.py, scripts/asset_export.py, docs/ASSET.md "Exports"):
 exported through the real bpy module, read back with Blender's own FBX and OBJ importers in a fresh scene and
-compared with the GLB itself (parts, vertex counts, UVs, the 52 ARKit keys vertex by vertex, skinning, bones,
-camera); and the refusals: no Blender (exit code 2, one line), a failing Blender (nothing in the folder changed)."""
+compared with the GLB itself (parts, the hair among them, vertex counts, UVs, the 52 ARKit keys vertex by vertex,
+skinning, bones, camera, each material's colour and roughness maps); and the refusals: no Blender (exit code 2,
+one line), a failing Blender (nothing in the folder changed)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import pytest
 from prior_support import prepared_prior
 
 from engine.asset.export import EXPORT_FILES, blender_command
+from engine.asset.maps import ROUGHNESS
 from engine.cli import main
 from engine.errors import BackendUnavailable
 
@@ -36,7 +38,7 @@ if kind == "fbx":
     bpy.ops.import_scene.fbx(filepath=path)
 else:
     bpy.ops.wm.obj_import(filepath=path)
-got = {"meshes": {}, "bones": {}, "camera": None, "images": {}}
+got = {"meshes": {}, "bones": {}, "camera": None, "images": {}, "materials": {}}
 for o in bpy.context.scene.objects:
     mw = np.array(o.matrix_world)
     world = lambda co: co @ mw[:3, :3].T + mw[:3, 3]
@@ -59,11 +61,13 @@ for o in bpy.context.scene.objects:
         groups = {g.index: g.name for g in o.vertex_groups}
         arrays["group"] = np.array([groups[max(v.groups, key=lambda g: g.weight).group] if v.groups else ""
                                     for v in me.vertices])
+        arrays["weight"] = np.array([max((g.weight for g in v.groups), default=0.0) for v in me.vertices])
         np.savez(f"{out}/{kind}_{o.name}.npz", **arrays)
         got["meshes"][o.name] = {
             "vertices": n, "uv_layers": len(me.uv_layers), "keys": [kb.name for kb in keys[1:]],
             "values": [kb.value for kb in keys[1:]], "materials": [m.name for m in me.materials if m],
             "armature": [m.object.name for m in o.modifiers if m.type == "ARMATURE" and m.object],
+            "parent": o.parent.name if o.parent else None,
             "arrays": f"{out}/{kind}_{o.name}.npz"}
     elif o.type == "ARMATURE":
         for b in o.data.bones:
@@ -74,11 +78,31 @@ for o in bpy.context.scene.objects:
         c = o.data
         got["camera"] = {"lens": c.lens, "sensor_width": c.sensor_width, "sensor_height": c.sensor_height,
                          "matrix_world": mw.tolist()}
+def image_into(sock):
+    node = sock.links[0].from_node if sock.is_linked else None
+    if node is None or node.type != "TEX_IMAGE" or node.image is None:
+        return None
+    img = node.image
+    if img.size[0] and img.name not in saved:  # its pixels (RGB), top row first, as in the PNG
+        px = np.zeros(img.channels * img.size[0] * img.size[1], np.float32)
+        img.pixels.foreach_get(px)
+        px = px.reshape(img.size[1], img.size[0], img.channels)[::-1, :, :3]
+        np.save(saved.setdefault(img.name, f"{out}/{kind}_image_{img.name}.npy"), px)
+    return img.name
+saved = {}
 for m in bpy.data.materials:
     for nd in (m.node_tree.nodes if m.node_tree else []):
         if nd.type == "TEX_IMAGE" and nd.image:
             got["images"][nd.image.name] = {"size": list(nd.image.size), "packed": nd.image.packed_file is not None,
-                                            "file": bpy.path.basename(nd.image.filepath)}
+                                            "file": bpy.path.basename(nd.image.filepath),
+                                            "colorspace": nd.image.colorspace_settings.name}
+    bsdf = next((nd for nd in m.node_tree.nodes if nd.type == "BSDF_PRINCIPLED"), None) if m.node_tree else None
+    if bsdf is not None:
+        r = bsdf.inputs["Roughness"]
+        got["materials"][m.name] = {"base_color": image_into(bsdf.inputs["Base Color"]),
+                                    "roughness": image_into(r), "roughness_value": r.default_value}
+for name, path in saved.items():
+    got["images"][name]["pixels"] = path
 print(json.dumps(got))
 """
 
@@ -137,15 +161,23 @@ def uv_per_vertex(arrays) -> np.ndarray:
     return uv
 
 
+def _asset_info(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "asset.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 @pytest.fixture(scope="module")
 def exported(bundle_dir, tmp_path_factory) -> dict:
-    """The session's draft bundle's asset (its own, else built at 1024 px) in a scratch folder, exported by the
-    CLI: ``likeness asset BUNDLE -o FOLDER --exports fbx,obj --exports-only``."""
+    """The session's draft bundle's asset (its own when made since the hair part, else built at 1024 px) in a
+    scratch folder, exported by the CLI: ``likeness asset BUNDLE -o FOLDER --exports fbx,obj --exports-only``."""
     if not HAS_BPY:
         pytest.skip("needs the bpy module (pip install bpy==5.0.1)")
     folder = tmp_path_factory.mktemp("export") / "asset"
-    if (bundle_dir / "asset" / "head.glb").is_file():
-        shutil.copytree(bundle_dir / "asset", folder)
+    own = bundle_dir / "asset"
+    if (own / "head.glb").is_file() and "hair" in _asset_info(own) and (own / "roughness.png").is_file():
+        shutil.copytree(own, folder)
     else:
         prepared_prior()
         from engine.asset.build import build_asset
@@ -209,8 +241,41 @@ def test_fbx_round_trip(exported, tmp_path):
     assert math.degrees(math.acos(min(1.0, float(fwd @ want["forward"])))) < 0.1
     atlas = got["images"]["likeness_atlas"]
     assert atlas["packed"] and atlas["size"] == [info["texture_size"]] * 2  # embedded, read back from the FBX
-    if (folder / "normal.png").is_file():  # assets since the normal map; the roughness is not in FBX
-        assert got["images"]["likeness_normal"]["packed"]
+    assert got["images"]["likeness_normal"]["packed"]
+    mats = got["materials"]
+    for mat in ("likeness_skin", "likeness_eye", "likeness_mouth"):  # the roughness map, straight into Roughness
+        assert mats[mat]["base_color"] == "likeness_atlas" and mats[mat]["roughness"] == "likeness_roughness", mat
+    rough = got["images"]["likeness_roughness"]
+    assert rough["packed"] and rough["colorspace"] == "Non-Color"
+    assert_pixels(rough["pixels"], folder / "roughness.png")
+    _check_hair(got, info, folder, "likeness_hair")
+    hair = got["meshes"]["hair"]  # skinned whole to the head bone, as in the GLB, and no shape keys
+    arr = np.load(hair["arrays"])
+    assert hair["keys"] == [] and hair["parent"] == got["armature"] and hair["armature"] == [got["armature"]]
+    assert (arr["group"] == "head").all() and np.allclose(arr["weight"], 1.0)
+    assert got["images"]["likeness_hair"]["packed"]
+
+
+def assert_pixels(npy: str, png: Path) -> None:
+    """An image Blender read back has the asset's PNG's pixels (8-bit: within half a step)."""
+    from PIL import Image
+
+    want = np.asarray(Image.open(png).convert("RGB"), np.float64) / 255.0
+    got = np.load(npy).astype(np.float64)
+    got = np.repeat(got[..., :1], 3, -1) if got.shape[-1] == 1 else got
+    assert got.shape == want.shape and np.abs(got - want).max() < 0.5 / 255, (npy, np.abs(got - want).max())
+
+
+def _check_hair(got: dict, info: dict, folder: Path, image: str) -> None:
+    """The hair part came back (the draft demo has hair: docs/ASSET.md "Hair") on its own material, coloured from
+    its own texture (hair.png's pixels), with its constant roughness."""
+    assert "hair" in info["parts"] and "hair" in got["meshes"], info.get("hair_skipped")
+    assert got["meshes"]["hair"]["materials"] == ["likeness_hair"]
+    mat = got["materials"]["likeness_hair"]
+    assert mat["base_color"] == image and mat["roughness"] is None
+    assert abs(mat["roughness_value"] - ROUGHNESS["scalp"]) < 1e-6
+    assert got["images"][image]["size"] == [info["hair"]["texture_px"]] * 2
+    assert_pixels(got["images"][image]["pixels"], folder / "hair.png")
 
 
 @pytest.mark.slow  # see test_fbx_round_trip
@@ -221,6 +286,10 @@ def test_obj_round_trip(exported, tmp_path):
     assert exported["rc"] == 0
     mtl = (folder / "head_static.mtl").read_text()
     assert "map_Kd texture.png" in mtl and "/" not in mtl.split("map_Kd", 1)[1].splitlines()[0]
+    blocks = {blk.split("\n", 1)[0].strip(): blk.splitlines() for blk in mtl.split("newmtl ")[1:]}
+    assert "map_Kd hair.png" in blocks["likeness_hair"] and "Pr 0.700000" in blocks["likeness_hair"]
+    for mat in ("likeness_skin", "likeness_eye", "likeness_mouth"):
+        assert {"map_Kd texture.png", "map_Pr roughness.png"} <= set(blocks[mat]), mat
     ref = glb_asset(folder / "head.glb")
     got = read_back("obj", folder / "head_static.obj", tmp_path)
     assert sorted(got["meshes"]) == sorted(ref["parts"])
@@ -234,8 +303,14 @@ def test_obj_round_trip(exported, tmp_path):
     worst = max(errors, key=errors.get)
     print(f"OBJ: max vertex error {errors[worst] * 1e6:.2f} um ({worst})")
     assert errors[worst] < 2e-6  # 6 decimals in metres
+    info = json.loads((folder / "asset.json").read_text())
     atlas = got["images"]["texture.png"]
-    assert atlas["size"] == [json.loads((folder / "asset.json").read_text())["texture_size"]] * 2
+    assert atlas["size"] == [info["texture_size"]] * 2
+    _check_hair(got, info, folder, "hair.png")
+    assert got["meshes"]["hair"]["keys"] == [] and got["meshes"]["hair"]["parent"] is None  # static, no rig
+    for mat in ("likeness_skin", "likeness_eye", "likeness_mouth"):
+        assert got["materials"][mat]["roughness"] == "roughness.png", mat
+    assert_pixels(got["images"]["roughness.png"]["pixels"], folder / "roughness.png")
 
 
 def _fake_asset(folder: Path) -> dict:

@@ -134,3 +134,54 @@ def test_a_bald_head_gets_no_hair_part():
 
     shell, why = hair(None, SimpleNamespace(manifest={"prior": {"colours": {"bald": True, "hair_rgb": [0.8] * 3}}}))
     assert shell is None and "bald" in why  # decided by the build's own verdict, before the field is read
+
+
+@pytest.mark.slow
+def test_asset_views_paints_each_part_from_its_own_texture(hair_asset):
+    """scripts/asset_views.py: the hair from hair.png (its material's baseColor), the other parts from the atlas."""
+    import importlib.util
+    from pathlib import Path
+
+    from PIL import Image
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "asset_views.py"
+    spec = importlib.util.spec_from_file_location("asset_views", script)
+    views = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(views)
+    out, info = hair_asset
+    parts, atlas = views.load_parts(out / "head.glb", posed=False)
+    by_name = {p["name"]: p for p in parts}
+    png = {k: np.asarray(Image.open(out / info["files"][k]).convert("RGB")) for k in ("texture", "hair_texture")}
+    assert np.array_equal(by_name["hair"]["texture"], png["hair_texture"])
+    assert all(np.array_equal(p["texture"], png["texture"]) for n, p in by_name.items() if n != "hair")
+    red = dict(by_name["hair"], texture=np.zeros((4, 4, 3), np.uint8) + np.uint8([200, 0, 0]))
+    img = views.render([red], 180.0, 96)
+    drawn = (img != 60).any(-1)  # not the background
+    assert drawn.sum() > 500 and (img[drawn][:, 1:] == 0).all() and (img[drawn][:, 0] > 0).all()
+
+
+@pytest.mark.slow
+def test_a_bald_asset_has_no_hair_files(hair_asset, bundle_dir, tmp_path):
+    """A head the build found bald, written over an asset with hair: the six parts, the earlier hair files gone,
+    none in asset.json's files nor among the files the build's manifest would list (engine/pipeline.py)."""
+    import shutil
+    from dataclasses import replace
+
+    from engine.asset.build import HAIR_FILES, write_asset
+    from engine.asset.parts import ASSET_PARTS
+    from engine.avatar import load_avatar
+    from engine.io.manifest import OPTIONAL_FILES
+    from engine.rig.gltf import read_glb
+
+    out = tmp_path / "asset"
+    shutil.copytree(hair_asset[0], out)
+    assert all((out / name).is_file() for name in HAIR_FILES.values())
+    av = load_avatar(bundle_dir, device="cpu")
+    bald = replace(av, manifest={**av.manifest, "prior": {"colours": {"bald": True}}})
+    info = write_asset(bald, out, texture_size=256, subdiv=0)
+    assert info["hair"] is None and "bald" in info["hair_skipped"] and info["parts"] == list(ASSET_PARTS)
+    assert not set(HAIR_FILES) & set(info["files"]) and not any((out / n).exists() for n in HAIR_FILES.values())
+    listed = {k for k, v in OPTIONAL_FILES.items() if k.startswith("asset_") and (tmp_path / v).is_file()}
+    assert listed and not any(k.startswith("asset_hair") for k in listed)
+    g, _ = read_glb((out / "head.glb").read_bytes())
+    assert [m["name"] for m in g["meshes"]] == list(ASSET_PARTS)

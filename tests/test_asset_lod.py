@@ -233,9 +233,12 @@ def test_metallic_roughness_packs_roughness_in_green():
 
 
 def test_asset_files_by_subdivision():
-    from engine.asset.build import FILES, asset_files
+    from engine.asset.build import FILES, HAIR_FILES, asset_files
+    from engine.io.manifest import OPTIONAL_FILES
 
-    assert asset_files(2) == FILES
+    assert asset_files(2, hair=True) == FILES
+    assert not set(HAIR_FILES) & set(asset_files(2))  # a bald head: no hair files listed
+    assert all(OPTIONAL_FILES[f"asset_{k}"] == f"asset/{v}" for k, v in HAIR_FILES.items())  # the bundle knows them
     assert "subd2_glb" not in asset_files(1) and "subd1_glb" in asset_files(1)
     assert not any(k.startswith(("subd", "skin_subd")) for k in asset_files(0))
     assert {"normal", "roughness", "glb", "texture", "info"} <= set(asset_files(0))

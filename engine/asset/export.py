@@ -5,7 +5,8 @@ a failed export leaves the folder as it was) and ``asset.json`` records them und
 imports bpy.
 
 The exports are not manifest files: ``likeness asset`` never rewrites the bundle's manifest (written once, by the
-build), and ``engine.io.manifest.OPTIONAL_FILES`` is also the list of files every asset build writes."""
+build), and ``engine.io.manifest.OPTIONAL_FILES`` is also the list of files an asset build writes (the ``hair_*``
+ones only for a head with hair)."""
 
 from __future__ import annotations
 
@@ -86,10 +87,11 @@ def export_asset(
     command: list[str] | None = None,
     timeout_s: float = TIMEOUT_S,
 ) -> dict:
-    """Write ``exports`` (of EXPORTS) of the asset in ``folder`` (its head.glb, texture.png, normal.png) into that
-    folder; ``resolution`` is the photo's (width, height) px, for the FBX camera's aspect. Returns asset.json's
-    ``exports`` record. BackendUnavailable without Blender, ExportFailed when Blender fails, BundleError when the
-    folder holds no asset; in every failure nothing in the folder is changed."""
+    """Write ``exports`` (of EXPORTS) of the asset in ``folder`` (its head.glb; texture.png, normal.png,
+    roughness.png and hair.png for the FBX's and the .mtl's maps) into that folder; ``resolution`` is the photo's
+    (width, height) px, for the FBX camera's aspect. Returns asset.json's ``exports`` record. BackendUnavailable
+    without Blender, ExportFailed when Blender fails, BundleError when the folder holds no asset; in every failure
+    nothing in the folder is changed."""
     folder = Path(folder)
     glb = folder / "head.glb"
     if not glb.is_file():

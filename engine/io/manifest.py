@@ -38,11 +38,16 @@ OPTIONAL_FILES: dict[str, str] = {
     "asset_subd2_glb": f"{ASSET_DIR}/head_subd2.glb",
     "asset_skin_subd2_obj": f"{ASSET_DIR}/skin_subd2.obj",
     "asset_info": f"{ASSET_DIR}/asset.json",
+    "asset_hair_obj": f"{ASSET_DIR}/hair.obj",
+    "asset_hair_mtl": f"{ASSET_DIR}/hair.mtl",
+    "asset_hair_texture": f"{ASSET_DIR}/hair.png",
 }
 """Files only some builds write: ``prior_obj`` is the head prior fitted to the photo (the head-prior method):
 the template's quads and UVs in the world frame, the base an artist mesh and rig build on. ``asset_*``: the
 artist asset (engine/asset, docs/ASSET.md) in its own folder, written when the head prior is prepared (the
-``subd*`` files, the skin subdivided once and twice, as ``likeness asset --subdiv`` or the build asks)."""
+``subd*`` files, the skin subdivided once and twice, as ``likeness asset --subdiv`` or the build asks; the
+``hair_*`` files, the hair part's OBJ, its .mtl and its own texture, only where the field has hair: a bald head
+has none, and its GLBs no ``hair`` part)."""
 TURNTABLE_DIR = "turntable"
 
 
