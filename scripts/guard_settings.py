@@ -1,5 +1,5 @@
-"""The CI fidelity guard's own measurement (tests/test_fidelity_guard.py: the synthetic head, five Workbench views,
-draft) for several build settings in one run, one line of JSON-ish numbers per setting.
+"""The CI fidelity guard's own measurement (tests/test_fidelity_guard.py: the template-a head, eight Workbench
+views round it, draft) for several build settings in one run, one line of JSON-ish numbers per setting.
 
     python scripts/guard_settings.py 'pi={"method":"proxy-init"}' 'hp={}' \
         'pi_old={"method":"proxy-init","method_options":{"keep_hidden":0}}' --work /tmp/guard
@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     from eval_fidelity import build
     from harness.evaluate import evaluate
     from harness.groundtruth import load_dataset
-    from test_fidelity_guard import _groundtruth
+    from test_fidelity_guard import _groundtruth, guard_numbers
 
     from engine.avatar import load_avatar, load_landmarks_world
 
@@ -48,13 +48,7 @@ def main(argv=None) -> int:
         build(ds.photo_path(), ds.meta["focal_35mm"], "draft", "cpu", b, overrides)
         av = load_avatar(b)
         r, _ = evaluate(av, load_landmarks_world(av), ds, "camera", log=lambda *_: None)
-        got = {
-            "input_psnr_db": round(r["input"]["psnr_db"], 2),
-            "novel_psnr_db": round(r["novel_mean"]["psnr_db"], 2),
-            "novel_ssim": round(r["novel_mean"]["ssim"], 4),
-            "novel_iou": round(r["novel_mean"]["iou"], 4),
-            "depth_l1": round(r["input"]["depth"]["l1"], 4),
-        }
+        got = {k: round(v, 4) for k, v in guard_numbers(r).items()}
         print(json.dumps({"setting": name, "overrides": extra, **got}), flush=True)
     return 0
 

@@ -1,14 +1,16 @@
-"""Fidelity guard: render the project's synthetic head (ground truth of our own), build it at the draft preset
-from the input view alone, score the other views, and fail when fidelity drops below the measured baseline.
+"""Fidelity guard: render a head made from the prior (template-a, scripts/harness/template_heads.py: ground truth of
+our own, a whole head with ears and hair), build it at the draft preset from the input view alone, score the other
+views, and fail when fidelity drops below the measured baseline.
 
-The ground truth is small so the test stays near three minutes on an idle two-core CPU: five views at 256^2
-(input + yaw +-30 + pitch +-20) rendered with Workbench (studio light), camera 0.7 m away with a 30 deg vertical
-field of view. The build uses the draft preset's fitting settings unchanged; only outputs the score never reads
-are shrunk (turntable 2 frames of 64^2, texture 256^2).
+The ground truth is small so the test stays near four minutes on a two-core CPU: eight views at 256^2 (input, yaw
++-30, pitch +-20, and round the back yaw +-90 and 180) rendered with Workbench (studio light), camera 0.7 m away
+with a 30 deg vertical field of view. The build uses the draft preset's fitting settings unchanged; only outputs
+the score never reads are shrunk (turntable 2 frames of 64^2, texture 256^2). The front numbers (``novel_*``,
+landmarks) are the means over |yaw| <= 30; ``round_*`` over |yaw| >= 90.
 
 BASELINE below was measured by running this test; THRESHOLDS sit off it by a margin meant to cover run-to-run and
 machine-to-machine noise (BLAS thread counts, the software-GL Workbench render), while a real regression -- a broken
-alignment, a field that no longer fits the photo, a collapsed silhouette -- costs more.
+alignment, a field that no longer fits the photo, a collapsed silhouette, the back of the head lost -- costs more.
 """
 
 from __future__ import annotations
@@ -25,48 +27,52 @@ pytestmark = pytest.mark.slow  # a real server process / build (make quick skips
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
-# Measured baseline of this exact test: 2026-12-01 on the two-core development machine (torch 2.13 CPU, bpy 5.0.1
-# Workbench), the session-6 default: head-prior with hidden voxels kept and the torso prior. Before it (2026-11-21,
-# proxy-init, commit 150b6ad) this head measured input 31.92 dB, novel 17.55 dB / SSIM 0.6622 / IoU 0.8905, depth
-# L1 0.0722, landmarks 2.55 %. This cartoon head has no ears, a narrow skull and a neck on a stick: keeping the
-# voxels no ray reaches costs it 0.4 dB at +-30 deg (the regularisers used to shrink the proxy's sides), the torso
-# prior widens its neck (IoU -0.024), while Lee Perry-Smith's full circle gains 0.8 dB and 0.13 IoU from the same
-# changes (docs/FIDELITY.md, "Behind the face"; scripts/guard_settings.py measures this head per setting). The
-# baseline moved for those measured reasons; the thresholds keep their margins off it. Session 6's default
-# measured 31.60 / 16.58 / 0.6376 / 0.8416 / 0.0768 / 2.48. 2026-12-02 (session 8) the body prior below the chin is
-# on by default (torso_front, neck_column, layer_smooth) with the bald-skull colour (this head is not bald) and
-# the torso's depth centre 6 cm behind the ear plane, not 3 (30.70 / 16.65 / 0.6277 / 0.8421 / 0.0923 / 2.51 at 3 cm):
-# this head's stick of a neck is replaced by the template's neck in front (input-view depth L1 +0.016, input view
-# -1.0 dB), while Lee Perry-Smith's whole-head depth L1 goes 0.173 -> 0.105 and its full circle +1.3 dB
-# (docs/FIDELITY.md, "The body below the chin" and the section after it).
+# Measured baseline of this exact test: 2026-12-02 (session 9) on the two-core development machine at load ~3
+# (torch 2.13 CPU, bpy 5.0.1 Workbench), today's default (head-prior, body prior below the chin). Until session 8 the
+# guard's head was the procedural cartoon head (scripts/harness/heads.py, no ears, a neck on a stick, five views
+# with none behind 30 deg; its last baseline 30.42 / 16.52 / 0.6281 / 0.8367 / 0.0922 / 2.45, history in
+# docs/FIDELITY.md, "The CI guard"). template-a has ears, a hair volume and a whole skull, so the guard now sees
+# the sides and back; its ±30 deg numbers are lower than the cartoon head's (its hairline and ears are harder than
+# a painted cap) and are not comparable with them.
 BASELINE = {
-    "input_psnr_db": 30.42,
-    "novel_psnr_db": 16.52,
-    "novel_ssim": 0.6281,
-    "novel_iou": 0.8367,
-    "depth_l1": 0.0922,
-    "lmk_err_pct": 2.45,
+    "input_psnr_db": 31.97,
+    "novel_psnr_db": 15.28,
+    "novel_ssim": 0.6585,
+    "novel_iou": 0.8542,
+    "depth_l1": 0.1011,
+    "lmk_err_pct": 2.17,
+    "round_psnr_db": 13.50,
+    "round_iou": 0.8116,
 }
-# Thresholds: about 1.2-1.5 dB, 0.04 SSIM, 0.03 IoU, 0.013 depth L1 and 1.25 % landmark error off the baseline.
-# The run repeats bit for bit on one machine. For scale (docs/FIDELITY.md): random initialisation drops the
-# input-view PSNR by 8-11 dB and the IoU to 0.2-0.3; a 6 deg frame misalignment costs 2.9 dB at the input view.
+# Thresholds: about 1.0-1.2 dB, 0.04 SSIM, 0.03 IoU, 0.014 depth L1 and 1.2 % landmark error off the baseline, as
+# the cartoon head's were. The run repeats bit for bit on one machine. For scale (docs/FIDELITY.md): random
+# initialisation drops the input-view PSNR by 8-11 dB and the IoU to 0.2-0.3; a 6 deg frame misalignment costs
+# 2.9 dB at the input view; the back without the head prior (proxy-init's mirrored egg) is what round_* guards.
 THRESHOLDS = {
-    "input_psnr_db": (">=", 29.4),
-    "novel_psnr_db": (">=", 15.3),
-    "novel_ssim": (">=", 0.59),
-    "novel_iou": (">=", 0.81),
-    "depth_l1": ("<=", 0.105),
-    "lmk_err_pct": ("<=", 3.6),
+    "input_psnr_db": (">=", 30.9),
+    "novel_psnr_db": (">=", 14.1),
+    "novel_ssim": (">=", 0.62),
+    "novel_iou": (">=", 0.825),
+    "depth_l1": ("<=", 0.115),
+    "lmk_err_pct": ("<=", 3.4),
+    "round_psnr_db": (">=", 12.3),
+    "round_iou": (">=", 0.78),
 }
 
 
-def _groundtruth(out: Path) -> None:
+GUARD_HEAD = "template-a"
+"""A head made from the prior (scripts/harness/template_heads.py): skull, ears, neck and hair, so the views behind
+the ears are real ground truth."""
+GUARD_VIEWS = "-30:0,30:0,0:20,0:-20,90:0,-90:0,180:0"
+
+
+def _groundtruth(out: Path, head: str = GUARD_HEAD) -> None:
     from make_groundtruth import make_groundtruth, parse_args
 
     args: Namespace = parse_args(
         [
             "--head",
-            "synthetic",
+            head,
             "-o",
             str(out),
             "--engine",
@@ -77,14 +83,39 @@ def _groundtruth(out: Path) -> None:
             "0.7",
             "--tex-size",
             "512",
-            "--views=-30:0,30:0,0:20,0:-20",
+            f"--views={GUARD_VIEWS}",
         ]
     )
-    assert make_groundtruth(args) is not None
+    if make_groundtruth(args) is None:
+        pytest.skip("the head prior is not prepared: run likeness prepare-prior")
+
+
+def _mean(rows: list[dict], key: str) -> float:
+    vals = [r[key] for r in rows if isinstance(r.get(key), float) and np.isfinite(r[key])]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def guard_numbers(report: dict) -> dict:
+    """The guard's numbers from an evaluation report: the input view, the front views (|yaw| <= 30, pitch +-20)
+    and the views round the back (|yaw| >= 90)."""
+    rows = report["views"]
+    front = [r for r in rows if abs(r["yaw_deg"]) <= 30]
+    back = [r for r in rows if abs(r["yaw_deg"]) >= 90]
+    return {
+        "input_psnr_db": report["input"]["psnr_db"],
+        "novel_psnr_db": _mean(front, "psnr_db"),
+        "novel_ssim": _mean(front, "ssim"),
+        "novel_iou": _mean(front, "iou"),
+        "depth_l1": report["input"]["depth"]["l1"],
+        "lmk_err_pct": _mean(front, "lmk_err_pct"),
+        "round_psnr_db": _mean(back, "psnr_db"),
+        "round_iou": _mean(back, "iou"),
+        "front_faces": sum(1 for r in front if r["faces_detected"] == 1),
+    }
 
 
 @pytest.mark.blender
-def test_synthetic_head_fidelity(tmp_path):
+def test_template_head_fidelity(tmp_path):
     pytest.importorskip("bpy")
     from eval_fidelity import build
     from harness.evaluate import evaluate
@@ -95,7 +126,7 @@ def test_synthetic_head_fidelity(tmp_path):
     gt_dir = tmp_path / "gt"
     _groundtruth(gt_dir)
     ds = load_dataset(gt_dir)
-    assert len(ds.views) == 5
+    assert len(ds.views) == 8
     # The GT cameras agree with Blender's: its silhouettes match the exact rasterised ones.
     assert min(v["blender_vs_raster_iou"] for v in ds.meta["views"].values()) > 0.99
 
@@ -105,16 +136,9 @@ def test_synthetic_head_fidelity(tmp_path):
     avatar = load_avatar(bundle)
     report, _ = evaluate(avatar, load_landmarks_world(avatar), ds, "camera", log=lambda *_: None)
 
-    got = {
-        "input_psnr_db": report["input"]["psnr_db"],
-        "novel_psnr_db": report["novel_mean"]["psnr_db"],
-        "novel_ssim": report["novel_mean"]["ssim"],
-        "novel_iou": report["novel_mean"]["iou"],
-        "depth_l1": report["input"]["depth"]["l1"],
-        "lmk_err_pct": report["novel_mean"]["lmk_err_pct"],
-    }
+    got = guard_numbers(report)
     print("fidelity guard measured:", {k: round(v, 4) for k, v in got.items()})
-    assert report["novel_mean"]["views_with_one_face"] == 4, "mediapipe must find one face in every novel view"
+    assert got.pop("front_faces") == 4, "mediapipe must find one face in every front view"
     failures = []
     for key, (op, limit) in THRESHOLDS.items():
         v = got[key]

@@ -177,3 +177,120 @@ def test_identity_script_without_dev_extra(monkeypatch, capsys):
     monkeypatch.setattr(identity, "available", lambda: (False, "identity distance unavailable: dlib-bin missing"))
     assert script.main(["out/demo"]) == 2
     assert capsys.readouterr().out.strip().count("\n") == 0
+
+
+# ------------------------------------------------------------------------------------------------ template heads
+def _template(name: str, tex_size: int = 256):
+    from harness.template_heads import template_head
+    from prior_support import prepared_prior
+
+    prior = prepared_prior()
+    return prior, template_head(name, tex_size=tex_size, prior=prior)
+
+
+def _texel(part, uv: np.ndarray) -> np.ndarray:
+    h, w = part.texture.shape[:2]
+    x = np.clip((uv[:, 0] * w).astype(int), 0, w - 1)
+    y = np.clip(((1.0 - uv[:, 1]) * h).astype(int), 0, h - 1)
+    return part.texture[y, x].astype(np.float64) / 255.0
+
+
+def test_template_subjects_are_whole_varied_heads():
+    """The subjects made from the prior: the same head every time, different heads for different names, each with
+    a skull behind the ears, ears and a neck; hair only on the scalp and over it, a bald subject without it."""
+    from harness.template_heads import SUBJECTS, hair_weight
+
+    prior, a = _template("template-a")
+    _, a2 = _template("template-a")
+    assert [p.name for p in a] == ["template", "hair", "shoulders"]
+    assert np.array_equal(a[0].verts, a2[0].verts) and np.array_equal(a[0].texture, a2[0].texture)
+    skin = prior.part == 0
+    heads = {n: _template(n)[1] for n in SUBJECTS}
+    for n, parts in heads.items():
+        v = parts[0].verts[skin]
+        assert v[:, 2].min() < -0.08 and v[:, 2].max() > 0.09, n  # the back of the skull and the nose
+        assert (np.abs(v[:, 0]) > 0.07).sum() > 50, n  # the ears stand out of the skull
+        assert v[:, 1].min() < -0.12, n  # a neck below the jaw
+        assert ("hair" in [p.name for p in parts]) == (SUBJECTS[n].volume_m > 0 and not SUBJECTS[n].bald), n
+    names = list(SUBJECTS)
+    for i, m in enumerate(names):
+        for n in names[i + 1 :]:
+            rms = np.sqrt(((heads[m][0].verts[skin] - heads[n][0].verts[skin]) ** 2).sum(1).mean())
+            assert rms > 0.002, (m, n, rms)  # varied shapes and expressions, millimetres apart
+    # Hair: none on the face or the ears, all of it over the crown and the back of the skull.
+    s = SUBJECTS["template-a"]
+    w = hair_weight(prior.landmarks(), s)
+    assert w[:468].max() < 0.05
+    ear = skin & (np.abs(prior.vertices[:, 0]) > 0.076)  # the ears stand out beyond the skull
+    assert hair_weight(prior.vertices[ear], s).max() < 0.3
+    top = skin & (prior.vertices[:, 1] > prior.vertices[skin, 1].max() - 0.01)
+    back = skin & (prior.vertices[:, 2] < prior.vertices[skin, 2].min() + 0.01) & (np.abs(prior.vertices[:, 1]) < 0.03)
+    assert hair_weight(prior.vertices[top], s).min() > 0.95 and hair_weight(prior.vertices[back], s).min() > 0.95
+    # The shell stands off the scalp by up to the subject's volume, never inside it.
+    from scipy.spatial import cKDTree
+
+    d, _ = cKDTree(a[0].verts[skin]).query(a[1].verts)
+    assert 0.5 * s.volume_m < d.max() <= s.volume_m + 1e-6
+
+
+def test_template_texture_paints_the_features():
+    """Skin at the nose and cheeks, red lips, darker brows, hair on the crown, the iris in front of each eyeball:
+    sampled at the template's landmarks through its UVs."""
+    from harness.template_heads import LIPS_OUTER, SUBJECTS
+
+    prior, parts = _template("template-c", tex_size=512)
+    s, head = SUBJECTS["template-c"], parts[0]
+    tri_uv = np.concatenate([prior.quad_uv[:, [0, 1, 2]], prior.quad_uv[:, [0, 2, 3]]])
+    lm_uv = (prior.landmark_bary[:, :, None] * prior.uv[tri_uv[prior.landmark_tri]]).sum(1)
+    col = _texel(head, lm_uv)
+    skin = np.asarray(s.skin)
+    assert np.abs(col[[1, 4, 50, 280]] - skin).max() < 0.08  # nose tip, nose bridge, cheeks
+    lips = col[LIPS_OUTER].mean(0)
+    assert lips[0] - lips[1] > skin[0] - skin[1] + 0.05  # redder than the skin
+    mid = 0.5 * (lm_uv[[52, 65, 282, 295]] + lm_uv[[105, 66, 334, 296]])  # between the brows' lower and upper lines
+    brow = _texel(head, mid).mean(0)
+    assert brow.mean() < skin.mean() - 0.15, (brow, skin)  # brows darker than the skin
+    crown = (prior.part == 0) & (prior.vertices[:, 1] > prior.vertices[prior.part == 0, 1].max() - 0.005)
+    vi = np.nonzero(crown)[0]
+    corner = np.isin(prior.quads, vi)
+    crown_uv = prior.uv[prior.quad_uv[corner]]
+    assert np.abs(np.median(_texel(head, crown_uv), 0) - np.asarray(s.hair)).max() < 0.08
+    # The eyeballs: the iris (the subject's colour) where they look (+Z), sclera at their side.
+    for k in (1, 2):
+        vi = np.nonzero(prior.part == k)[0]
+        c = prior.vertices[vi].mean(0)
+        d = prior.vertices[vi] - c
+        front = vi[np.argmax(d[:, 2])]
+        side = vi[np.argmax(np.abs(d[:, 0]))]
+        q_front = prior.quad_uv[np.isin(prior.quads, [front])]
+        q_side = prior.quad_uv[np.isin(prior.quads, [side])]
+        assert _texel(head, prior.uv[q_side]).mean() > 0.75  # sclera
+        front_rgb = _texel(head, prior.uv[q_front]).mean(0)
+        assert front_rgb.mean() < 0.1 or front_rgb[2] > front_rgb[0] + 0.1  # the pupil or template-c's blue iris
+
+
+@pytest.mark.blender
+def test_template_head_renders_a_face_all_the_way_round(tmp_path):
+    """Rendered with bpy from the input camera mediapipe finds one face; seen from the side the ear stands out of
+    the silhouette, from the back there is a whole head (no hole), and Blender's silhouettes match the exact
+    rasterised ones at every camera."""
+    pytest.importorskip("bpy")
+    from make_groundtruth import make_groundtruth, parse_args
+    from PIL import Image
+
+    from engine.face.landmarks import detect_faces
+
+    out = tmp_path / "gt"
+    args = ["--head", "template-b", "-o", str(out), "--engine", "workbench", "--size", "256", "--tex-size", "512"]
+    meta = make_groundtruth(parse_args([*args, "--views=90:0,180:0"]))
+    if meta is None:
+        pytest.skip("the head prior is not prepared")
+    assert min(v["blender_vs_raster_iou"] for v in meta["views"].values()) > 0.99
+    photo = np.asarray(Image.open(out / "input.png").convert("RGB"))
+    assert len(detect_faces(photo)[0]) == 1
+    back = np.asarray(Image.open(out / "yaw+180_pitch+00_mask.png")) > 127
+    rows = np.nonzero(back.any(1))[0]
+    head_rows = back[rows[0] : rows[0] + int(0.25 * (rows[-1] - rows[0]))]
+    spans = [np.ptp(np.nonzero(r)[0]) + 1 for r in head_rows if r.any()]
+    filled = np.array([r.sum() for r in head_rows if r.any()]) / np.array(spans)
+    assert len(spans) > 20 and filled.min() > 0.98  # every row of the skull is solid from behind: no hole

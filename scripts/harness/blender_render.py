@@ -68,7 +68,8 @@ def _add_part(bpy, part: Part, tmp: Path):
     bsdf.inputs["Roughness"].default_value = 0.6
     if part.texture is not None and part.uv is not None:
         uv_layer = mesh.uv_layers.new(name="UVMap")
-        uv_layer.data.foreach_set("uv", part.uv[part.faces].reshape(-1).astype(np.float32))
+        corners = part.faces if part.face_uv is None else part.face_uv
+        uv_layer.data.foreach_set("uv", part.uv[corners].reshape(-1).astype(np.float32))
         tex = nodes.new("ShaderNodeTexImage")
         tex.image = _image(bpy, part, tmp)
         links.new(tex.outputs["Color"], bsdf.inputs["Base Color"])

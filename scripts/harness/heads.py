@@ -6,6 +6,8 @@ subject's left (the engine's world axes), origin at the centre of the head. Two 
   shading) that mediapipe detects as a face. No data files; CI has ground truth of its own.
 * ``lee_perry_smith(path)`` -- the Lee Perry-Smith scan from ../shared/eval/heads (CC BY 3.0), read in place and
   normalised to metres (never copied into the repository).
+* ``template-a`` ... ``template-d`` (scripts/harness/template_heads.py) -- whole heads made from the prepared head
+  prior with varied shape, expression, skin, eyes, hair colour and hair volume (360 deg ground truth for CI).
 
 A head is a list of :class:`Part` (vertices, triangles, UVs and a texture: an image array or a file path)."""
 
@@ -24,8 +26,10 @@ SHARED_HEADS = SHARED / "eval" / "heads"
 
 @dataclass
 class Part:
-    """One textured mesh. ``uv`` (V, 2) with OpenGL's origin (bottom-left); ``texture`` is an (H, W, 3) uint8
-    array or the path of an image file; ``colour`` is used instead when both are None."""
+    """One textured mesh. ``uv`` (V, 2) with OpenGL's origin (bottom-left), one per vertex, or per face corner
+    through ``face_uv`` (F, 3) indices into it (a UV seam without splitting the surface, so its normals stay
+    smooth); ``texture`` is an (H, W, 3) uint8 array or the path of an image file; ``colour`` is used instead
+    when both are None."""
 
     name: str
     verts: np.ndarray
@@ -33,6 +37,7 @@ class Part:
     uv: np.ndarray | None = None
     texture: np.ndarray | str | None = None
     colour: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    face_uv: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------------------------- synthetic head
@@ -225,9 +230,14 @@ def lee_perry_smith(folder: str | Path | None = None) -> list[Part] | None:
 
 
 def get_head(name: str, tex_size: int = 1024) -> list[Part] | None:
-    """A head by name: ``synthetic`` or ``LeePerrySmith`` (None when its files are absent)."""
+    """A head by name: ``synthetic``, ``LeePerrySmith`` (None when its files are absent) or one of the subjects
+    made from the head prior (``template-a`` ... , scripts/harness/template_heads.py)."""
+    from harness.template_heads import SUBJECTS, template_head
+
     if name == "synthetic":
         return synthetic_head(tex_size=tex_size)
     if name == "LeePerrySmith":
         return lee_perry_smith()
-    raise ValueError(f"unknown head {name!r}: use synthetic or LeePerrySmith")
+    if name in SUBJECTS:
+        return template_head(name, tex_size=tex_size)
+    raise ValueError(f"unknown head {name!r}: use synthetic, LeePerrySmith or one of {', '.join(SUBJECTS)}")
