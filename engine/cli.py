@@ -328,7 +328,7 @@ def cmd_asset(args) -> int:
     if not args.exports_only:
         from engine.asset.build import build_asset
 
-        build_asset(bundle, out, args.texture_size, subdiv=args.subdiv)
+        build_asset(bundle, out, args.texture_size, subdiv=args.subdiv, uv_layout=args.uv_layout)
         for name in remove_stale_exports(out, keep=args.exports or ()):
             print(f"likeness: removed {out / name} (made from the previous head.glb)", file=sys.stderr)
         print(out / "head.glb")
@@ -459,6 +459,9 @@ def make_parser() -> argparse.ArgumentParser:
     a.add_argument("--texture-size", type=int, choices=(1024, 2048, 4096), default=2048, help="atlas side, px")
     subdiv_help = "also write the skin Catmull-Clark subdivided 1 or 2 times (head_subd1.glb, head_subd2.glb)"
     a.add_argument("--subdiv", type=int, choices=(0, 1, 2), default=2, help=subdiv_help)
+    uv_help = "shared: one UV layout for every head (textures transfer exactly); subject: it relaxed on this head "
+    uv_help += "(less face stretch, textures transfer roughly; docs/ASSET.md)"
+    a.add_argument("--uv-layout", choices=("shared", "subject"), default="shared", help=uv_help)
     a.add_argument(
         "--exports",
         type=asset_exports,

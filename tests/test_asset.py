@@ -97,22 +97,22 @@ def test_uv_layout_cache_on_disk(tmp_path, monkeypatch):
     computed = []
     real = uvpack.atlas_layout
     monkeypatch.setattr(uvpack, "atlas_layout", lambda *a: computed.append(1) or real(*a))
-    first, report = uvpack.packed_parts(split_parts(prior), prior.vertices)
+    first, report = uvpack.packed_parts(split_parts(prior), uvpack.layout_vertices(prior))
     files = list((tmp_path / "prior").glob("uvlayout-*.npz"))
     assert len(computed) == 1 and len(files) == 1
     uvpack._LAYOUTS.clear()  # a new process: read from the file, not computed
-    again, report2 = uvpack.packed_parts(split_parts(prior), prior.vertices)
+    again, report2 = uvpack.packed_parts(split_parts(prior), uvpack.layout_vertices(prior))
     assert len(computed) == 1 and report2 == report
     assert all(np.array_equal(first[n].uv, again[n].uv) for n in first)
     for damage in (b"not a zip", b""):  # a corrupt or truncated file is computed again and rewritten
         files[0].write_bytes(damage)
         uvpack._LAYOUTS.clear()
-        again, _ = uvpack.packed_parts(split_parts(prior), prior.vertices)
+        again, _ = uvpack.packed_parts(split_parts(prior), uvpack.layout_vertices(prior))
         assert all(np.array_equal(first[n].uv, again[n].uv) for n in first)
     assert len(computed) == 3 and uvpack._read_layout(files[0], split_parts(prior)) is not None
     files[0].unlink()  # missing: computed and written
     uvpack._LAYOUTS.clear()
-    uvpack.packed_parts(split_parts(prior), prior.vertices)
+    uvpack.packed_parts(split_parts(prior), uvpack.layout_vertices(prior))
     assert len(computed) == 4 and files[0].is_file()
 
 
@@ -142,10 +142,10 @@ def _layout_numbers(parts) -> tuple[float, int, int]:
 
 def test_uv_layout_fills_the_atlas():
     from engine.asset.parts import split_parts
-    from engine.asset.uvpack import packed_parts
+    from engine.asset.uvpack import layout_vertices, packed_parts
 
     prior = prepared_prior()
-    parts, report = packed_parts(split_parts(prior), prior.vertices)
+    parts, report = packed_parts(split_parts(prior), layout_vertices(prior))
     use, flipped, overlap = _layout_numbers(parts)
     assert use >= 0.70 and flipped == 0 and overlap == 0, (use, flipped, overlap)
     uv = np.concatenate([p.uv for p in parts.values()])
@@ -158,7 +158,7 @@ def test_uv_layout_is_the_same_for_every_fit(bundle_dir, asset_dir):
     from engine.asset.build import assemble
     from engine.asset.parts import split_parts
     from engine.asset.stats import read_asset_meshes
-    from engine.asset.uvpack import packed_parts
+    from engine.asset.uvpack import layout_vertices, packed_parts
     from engine.avatar import load_avatar, load_landmarks_world
 
     prior = prepared_prior()
@@ -168,7 +168,7 @@ def test_uv_layout_is_the_same_for_every_fit(bundle_dir, asset_dir):
     c = lms.mean(0)
     b = assemble(avatar, prior, landmarks_world=(lms - c) * [1.08, 0.95, 1.0] + c + [0.004, 0.0, 0.0])  # another face
     assert not np.allclose(a.neutral, b.neutral, atol=1e-4)  # a different fit ...
-    expected, _ = packed_parts(split_parts(prior), prior.vertices)
+    expected, _ = packed_parts(split_parts(prior), layout_vertices(prior))
     meshes, _ = read_asset_meshes(asset_dir / "head.glb")
     for name, part in expected.items():  # ... and the same layout, the one the template alone gives
         assert np.array_equal(a.parts[name].uv, part.uv) and np.array_equal(b.parts[name].uv, part.uv), name

@@ -30,11 +30,11 @@ def test_delight_recovers_a_flat_albedo_on_the_template_atlas():
     from engine.asset.build import _outward, _skin
     from engine.asset.parts import split_parts
     from engine.asset.snap import face_weight, front_visible
-    from engine.asset.uvpack import packed_parts
+    from engine.asset.uvpack import layout_vertices, packed_parts
     from engine.extract.mesh import vertex_normals
 
     prior = prepared_prior()
-    parts, _ = packed_parts(split_parts(prior), prior.vertices)
+    parts, _ = packed_parts(split_parts(prior), layout_vertices(prior))
     ids, tris, _ = _skin(prior)
     v = prior.vertices.astype(np.float64)
     normals = np.zeros_like(v)

@@ -30,7 +30,8 @@ from engine.asset.skin import outward_sign, skin_topology
 from engine.asset.snap import face_weight, find_surface, front_visible, smoothstep, snap_skin
 from engine.asset.surface import roughness, skin_normal_map
 from engine.asset.texture import SCLERA_RGB, TEETH_RGB, TONGUE_RGB, AtlasPart, bake_atlas, eye_sampling
-from engine.asset.uvpack import packed_parts
+from engine.asset.uvpack import layout_vertices, packed_parts
+from engine.asset.uvsubject import subject_layout
 from engine.avatar import load_avatar, load_landmarks_world
 from engine.extract.export import write_obj, write_png, write_quad_obj
 from engine.extract.from_field import colour_fn
@@ -59,6 +60,9 @@ HAIR_FILES = {k: FILES[k] for k in ("hair_obj", "hair_mtl", "hair_texture")}
 """The hair's files (engine.asset.hair; keys of FILES), written only when the field has hair."""
 FACE_FACING = 0.3
 """Face texels whose normal is at more than acos(0.3) = 73 deg from the photo camera are left out of the light fit."""
+UV_LAYOUTS = ("shared", "subject")
+"""``shared``: the one layout of every head (engine/asset/uvpack.py; textures transfer exactly); ``subject``: it
+relaxed on this head's own snapped skin (engine/asset/uvsubject.py; less stretch, textures transfer roughly)."""
 _skin, _outward = skin_topology, outward_sign  # the names the rest of this module (and older callers) use
 JOINTS_TEMPLATE = {"neck": (0.0, -0.11, -0.02), "head": (0.0, -0.04, -0.01)}
 """Joint heads on the neutral template (metres, the prior's frame); the eye joints sit at the eyeballs' centres."""
@@ -90,9 +94,13 @@ class Asset:
         return s * np.asarray(points, np.float64) @ rot.T + t
 
 
-def assemble(avatar, prior: HeadPrior | None = None, landmarks_world: np.ndarray | None = None) -> Asset:
+def assemble(
+    avatar, prior: HeadPrior | None = None, landmarks_world: np.ndarray | None = None, uv_layout: str = "shared"
+) -> Asset:
     """Fit, split and snap: the asset's geometry for a loaded bundle (engine.avatar.Avatar), fitted to its
-    landmarks (or to ``landmarks_world`` (478, 3) metres)."""
+    landmarks (or to ``landmarks_world`` (478, 3) metres), its UVs the ``uv_layout`` (:data:`UV_LAYOUTS`)."""
+    if uv_layout not in UV_LAYOUTS:
+        raise ValueError(f"uv_layout is one of {', '.join(UV_LAYOUTS)}, not {uv_layout!r}")
     prior = prior or load_prior()
     lms = load_landmarks_world(avatar) if landmarks_world is None else landmarks_world
     fitted = fit_to_landmarks(prior, lms)
@@ -114,7 +122,10 @@ def assemble(avatar, prior: HeadPrior | None = None, landmarks_world: np.ndarray
         r = np.linalg.norm(prior.vertices[sel] - c, axis=1).max() + INNER_RADIUS_M
         near = np.linalg.norm(prior.vertices[ids] - c, axis=1) < r
         disp[sel] = snap.displacement[near].mean(0) if near.any() else 0.0
-    parts, layout = packed_parts(split_parts(prior), prior.vertices)
+    parts, layout = packed_parts(split_parts(prior), layout_vertices(prior))
+    layout = {"mode": uv_layout, **layout}
+    if uv_layout == "subject":  # relaxed on this head's snapped skin, in the template's frame
+        parts, layout["subject"] = subject_layout(parts, ((neutral + disp - t) @ rot) / s)
     before = len(intersecting_pairs(posed[ids], tris))
     after = len(intersecting_pairs(posed[ids] + snap.displacement, tris))
     eyes = {}
@@ -337,14 +348,16 @@ def write_asset(
     landmarks_world: np.ndarray | None = None,
     source: str = "",
     subdiv: int = SUBDIV_LEVELS,
+    uv_layout: str = "shared",
 ) -> dict:
     """Write the asset of a loaded bundle (``avatar``; its landmarks, or ``landmarks_world`` (478, 3) metres)
-    into the folder ``out``, with the skin subdivided up to ``subdiv`` (0, 1 or 2) times in files of their own;
-    returns what asset.json holds. PriorMissing when the prior is not prepared."""
+    into the folder ``out``, with the skin subdivided up to ``subdiv`` (0, 1 or 2) times in files of their own,
+    on the ``uv_layout`` (:data:`UV_LAYOUTS`); returns what asset.json holds. PriorMissing when the prior is not
+    prepared."""
     if subdiv not in (0, 1, 2):
         raise ValueError(f"subdiv is 0, 1 or 2, not {subdiv!r}")
     out = Path(out)
-    asset = assemble(avatar, landmarks_world=landmarks_world)
+    asset = assemble(avatar, landmarks_world=landmarks_world, uv_layout=uv_layout)
     tex, covered = bake(asset, avatar, texture_size)
     ids, _, _ = _skin(asset.prior)
     levels = skin_levels(asset.parts["skin"], ids, subdiv)  # the same for every subject: cheap (0.2 s at 2)
@@ -410,10 +423,17 @@ def _level_note(skin: SkinMesh) -> dict:
 
 
 def build_asset(
-    bundle: Path, out: Path | None = None, texture_size: int = 2048, device: str = "cpu", subdiv: int = SUBDIV_LEVELS
+    bundle: Path,
+    out: Path | None = None,
+    texture_size: int = 2048,
+    device: str = "cpu",
+    subdiv: int = SUBDIV_LEVELS,
+    uv_layout: str = "shared",
 ) -> Path:
-    """Write the asset of ``bundle`` into ``out`` (default ``bundle/asset``); returns the folder."""
+    """Write the asset of ``bundle`` into ``out`` (default ``bundle/asset``) on the ``uv_layout``
+    (:data:`UV_LAYOUTS`); returns the folder."""
     bundle = Path(bundle)
     out = Path(out) if out is not None else bundle / "asset"
-    write_asset(load_avatar(bundle, device=device), out, texture_size, source=str(bundle.resolve()), subdiv=subdiv)
+    avatar = load_avatar(bundle, device=device)
+    write_asset(avatar, out, texture_size, source=str(bundle.resolve()), subdiv=subdiv, uv_layout=uv_layout)
     return out

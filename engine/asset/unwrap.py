@@ -206,12 +206,18 @@ next to nothing otherwise."""
 
 
 def unwrap(
-    positions: np.ndarray, uv: np.ndarray, tris: np.ndarray, weights: UnwrapWeights, iterations: int = 60
+    positions: np.ndarray,
+    uv: np.ndarray,
+    tris: np.ndarray,
+    weights: UnwrapWeights,
+    iterations: int = 60,
+    fixed: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int]:
     """(K, 2) the island's new UVs (UV length = ``scale`` x 3D length where a triangle is at its target) and the
     Newton steps taken: ``positions`` (K, 3), ``uv`` (K, 2) a flip-free start (counter-clockwise triangles),
-    ``tris`` (T, 3). The holes are filled (:func:`hole_fill`) for the solve. Stops when a step lowers the energy
-    by less than 1e-7 of it, or after ``iterations``."""
+    ``tris`` (T, 3), ``fixed`` vertex indices that keep their start UVs (none by default). The holes are filled
+    (:func:`hole_fill`) for the solve. Stops when a step lowers the energy by less than 1e-7 of it, or after
+    ``iterations``."""
     uv = np.asarray(uv, np.float64)
     tris = np.asarray(tris, np.int64)
     grad, area = gradient_operator(positions, tris)
@@ -226,13 +232,21 @@ def unwrap(
     u = uv.reshape(-1).copy()
     if not np.isfinite(en.value(u)):
         raise ValueError("the starting UVs have flipped or degenerate triangles")
+    free = np.ones(len(u), bool)
+    if fixed is not None:
+        free[(2 * np.asarray(fixed, np.int64)[:, None] + np.arange(2)).ravel()] = False
     steps = 0
     while steps < iterations:
         steps += 1
         f, g, h = en.derivatives(u)
         # rotation and translation leave the energy unchanged: a small diagonal term makes the step unique
         reg = 1e-8 * float(h.diagonal().mean()) + 1e-30
-        du = -spla.splu(h + reg * sp.identity(len(u), format="csc")).solve(g)
+        if fixed is None:
+            du = -spla.splu(h + reg * sp.identity(len(u), format="csc")).solve(g)
+        else:  # the fixed vertices' rows and columns out: they do not move
+            du = np.zeros_like(u)
+            hf = sp.csc_matrix(h[free][:, free]) + reg * sp.identity(int(free.sum()), format="csc")
+            du[free] = -spla.splu(hf).solve(g[free])
         step, slope = en.max_step(u, du), float(g @ du)
         while step > 1e-10 and en.value(u + step * du) > f + 1e-4 * step * slope:
             step *= 0.5

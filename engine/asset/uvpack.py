@@ -2,9 +2,12 @@
 the skin's re-unwrapped for low stretch over the face (engine/asset/unwrap.py: same vertices, same seams), the
 others kept as the template has them inside, rescaled to an even texel density — packed into [0, 1]^2.
 
-It depends on the template alone (its neutral vertices and UVs), so every subject gets the same layout and
-textures transfer between heads. Skin islands share one density, as large as lets them all fit; the eyes,
-teeth and tongue share a second one, as large as fits in what the skin leaves (docs/ASSET.md says why not one).
+It depends on the template (its vertices, shape targets and UVs) and on engine/asset/typical_fit.json (the
+landmark fit's mean shape coefficients over a set of portraits): the skin is re-unwrapped on that typical fitted
+head (:func:`layout_vertices`), not on the template, whose proportions no fitted head has. Every subject gets the
+same layout, so textures transfer between heads (engine/asset/uvsubject.py relaxes it on one subject instead).
+Skin islands share one density, as large as lets them all fit; the eyes, teeth and tongue share a second one, as
+large as fits in what the skin leaves (docs/ASSET.md says why not one).
 Packing is on a raster of the atlas: each island's texels (dilated by the margin) go, largest first, to the
 leftmost-then-lowest free place; a 90 degree turn is taken only when it lands further left or lower."""
 
@@ -26,7 +29,7 @@ from scipy.signal import fftconvolve
 
 from engine.asset.parts import Part
 from engine.asset.unwrap import UnwrapWeights, boundary_crossings, unwrap
-from engine.prior.model import cache_dir
+from engine.prior.model import HeadPrior, cache_dir
 
 GRID = 512
 """Cells per side of the packing raster."""
@@ -46,6 +49,31 @@ BACK_WEIGHTS = (0.2, 0.02)
 BACK_SCALE = 0.6
 """Target texel density behind the face, against the face's 1 (with the weak area term there the back gets
 0.8 of the face's median density on the template)."""
+TYPICAL_FIT = Path(__file__).with_name("typical_fit.json")
+"""The landmark fit's mean shape coefficients over a set of portraits (written by scripts/typical_fit.py)."""
+
+
+def typical_coefficients(prior: HeadPrior, path: Path = TYPICAL_FIT) -> np.ndarray:
+    """(S,) the shape coefficients of :data:`TYPICAL_FIT` in the order of ``prior.shape_names`` (0 for a target
+    the file does not name; a name the prior lacks is an error: the file is of another prior)."""
+    data = json.loads(Path(path).read_text())
+    if data.get("format") != "likeness-typical-fit" or data.get("format_version") != 1:
+        raise ValueError(f"{path} is not a likeness-typical-fit v1 file")
+    index = {n: i for i, n in enumerate(prior.shape_names)}
+    unknown = sorted(set(data["coefficients"]) - set(index))
+    if unknown:
+        raise ValueError(f"{path} names shape targets the prior lacks ({', '.join(unknown[:3])}): rerun its command")
+    out = np.zeros(len(prior.shape_names))
+    for name, c in data["coefficients"].items():
+        out[index[name]] = float(c)
+    return out
+
+
+def layout_vertices(prior: HeadPrior) -> np.ndarray:
+    """(V, 3) the head the shared layout is made on: the template shaped by :func:`typical_coefficients`. The
+    fit moves every subject the same way from the template (the nose forward and deeper, the mouth back), so a
+    layout conformal on the template is not on the fitted heads; one made on this head is (docs/ASSET.md)."""
+    return prior.shaped(typical_coefficients(prior))
 
 
 @dataclass(frozen=True)
@@ -61,16 +89,21 @@ class Island:
     area_m2: float
 
 
-def reunwrapped(positions: np.ndarray, uv: np.ndarray, tris: np.ndarray) -> np.ndarray | None:
+def reunwrapped(
+    positions: np.ndarray, uv: np.ndarray, tris: np.ndarray, fixed: np.ndarray | None = None
+) -> np.ndarray | None:
     """(K, 2) new UVs (metres on the face) for one island of ``positions`` (K, 3) with flip-free start ``uv``
     (K, 2, metres) and ``tris`` (T, 3): :func:`engine.asset.unwrap.unwrap` with the face weighted in (by each
-    triangle's centroid z, :data:`FACE_RAMP_M`), turned to the start's orientation. None if it overlaps itself
-    (not seen on the template: the caller keeps the template's UVs)."""
+    triangle's centroid z, :data:`FACE_RAMP_M`), turned to the start's orientation (unless vertices are
+    ``fixed``: those keep their start UVs). None if it overlaps itself (not seen on the template: the caller
+    keeps the template's UVs)."""
     z = np.asarray(positions, np.float64)[tris].mean(1)[:, 2]
     face = np.clip((z - FACE_RAMP_M[0]) / (FACE_RAMP_M[1] - FACE_RAMP_M[0]), 0.0, 1.0)
     conformal, area = (b + (f - b) * face for f, b in zip(FACE_WEIGHTS, BACK_WEIGHTS, strict=True))
     weights = UnwrapWeights(conformal, area, BACK_SCALE + (1 - BACK_SCALE) * face)
-    new, _ = unwrap(positions, uv, tris, weights)
+    new, _ = unwrap(positions, uv, tris, weights, fixed=fixed)
+    if fixed is not None and len(fixed):
+        return new if boundary_crossings(new, tris) == 0 else None
     # the energy does not see rotation: turn the result back to the template's (least squares, no mirror)
     a, b = new - new.mean(0), uv - uv.mean(0)
     c, s = (a * b).sum(), (a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]).sum()
@@ -79,31 +112,42 @@ def reunwrapped(positions: np.ndarray, uv: np.ndarray, tris: np.ndarray) -> np.n
     return new if boundary_crossings(new, tris) == 0 else None
 
 
-def islands(parts: dict[str, Part], template_vertices: np.ndarray) -> list[Island]:
-    """Every part's UV islands in metres: the template's UVs rescaled (an even density across islands), or for
-    :data:`REUNWRAP` parts re-unwrapped (:func:`reunwrapped`)."""
+def islands(parts: dict[str, Part], vertices: np.ndarray) -> list[Island]:
+    """Every part's UV islands in metres on the template-indexed ``vertices`` (V, 3) (:func:`layout_vertices`):
+    the template's UVs rescaled (an even density across islands), or for :data:`REUNWRAP` parts re-unwrapped
+    (:func:`reunwrapped`)."""
     out = []
     for name, part in parts.items():
-        tris, n = part.triangles, len(part.uv)
-        e = np.concatenate([tris[:, [0, 1]], tris[:, [1, 2]]])
-        graph = sp.coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
-        count, label = sp.csgraph.connected_components(graph, directed=False)
-        pos = np.asarray(template_vertices, np.float64)[part.template_vertex]
-        for i in range(count):
-            t = tris[label[tris[:, 0]] == i]
-            if len(t) == 0:
-                continue
-            a3 = 0.5 * np.linalg.norm(np.cross(pos[t[:, 1]] - pos[t[:, 0]], pos[t[:, 2]] - pos[t[:, 0]]), axis=1).sum()
-            q = part.uv[t]
+        pos = np.asarray(vertices, np.float64)[part.template_vertex]
+        for verts, t in island_triangles(part):
+            a3 = 0.5 * np.linalg.norm(np.cross(pos[verts[t[:, 1]]] - pos[verts[t[:, 0]]],
+                                               pos[verts[t[:, 2]]] - pos[verts[t[:, 0]]]), axis=1).sum()  # fmt: skip
+            q = part.uv[verts][t]
             auv = 0.5 * np.abs(np.cross(q[:, 1] - q[:, 0], q[:, 2] - q[:, 0])).sum()
-            verts = np.nonzero(label == i)[0]
-            local = np.full(n, -1)
-            local[verts] = np.arange(len(verts))
             uv = (part.uv[verts] - part.uv[verts].min(0)) * np.sqrt(a3 / auv)
             if name in REUNWRAP:
-                new = reunwrapped(pos[verts], uv, local[t])
+                new = reunwrapped(pos[verts], uv, t)
                 uv = uv if new is None else new - new.min(0)
-            out.append(Island(name, verts, uv, local[t], float(a3)))
+            out.append(Island(name, verts, uv, t, float(a3)))
+    return out
+
+
+def island_triangles(part: Part) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The part's UV islands (connected components of its seam-split vertices), in order: each island's
+    vertices (K,) into the part's and its triangles (T, 3) into those K."""
+    tris, n = part.triangles, len(part.uv)
+    e = np.concatenate([tris[:, [0, 1]], tris[:, [1, 2]]])
+    graph = sp.coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
+    count, label = sp.csgraph.connected_components(graph, directed=False)
+    out = []
+    for i in range(count):
+        t = tris[label[tris[:, 0]] == i]
+        if len(t) == 0:
+            continue
+        verts = np.nonzero(label == i)[0]
+        local = np.full(n, -1)
+        local[verts] = np.arange(len(verts))
+        out.append((verts, local[t]))
     return out
 
 
@@ -170,10 +214,11 @@ def _largest(group: list[Island], occupied: np.ndarray, steps: int = 11) -> tupl
     return best
 
 
-def atlas_layout(parts: dict[str, Part], template_vertices: np.ndarray) -> tuple[dict[str, np.ndarray], dict]:
-    """New UVs (N, 2) in [0, 1]^2 (v up) for each part's seam-split vertices, and what the layout is: the two
-    densities (atlas units per metre) and each island's place."""
-    isl = sorted(islands(parts, template_vertices), key=lambda i: -i.area_m2)
+def atlas_layout(parts: dict[str, Part], vertices: np.ndarray) -> tuple[dict[str, np.ndarray], dict]:
+    """New UVs (N, 2) in [0, 1]^2 (v up) for each part's seam-split vertices, made on the template-indexed
+    ``vertices`` (V, 3) (:func:`layout_vertices`), and what the layout is: the two densities (atlas units per
+    metre) and each island's place."""
+    isl = sorted(islands(parts, vertices), key=lambda i: -i.area_m2)
     groups = [[i for i in isl if i.part in SKIN_GROUP], [i for i in isl if i.part not in SKIN_GROUP]]
     occupied = np.zeros((GRID, GRID), bool)
     new_uv = {name: np.zeros_like(p.uv) for name, p in parts.items()}
@@ -194,16 +239,16 @@ def atlas_layout(parts: dict[str, Part], template_vertices: np.ndarray) -> tuple
     return new_uv, report
 
 
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3
 """Bump when :func:`atlas_layout`'s answer changes for the same template (the on-disk cache keys on it)."""
 _LAYOUTS: dict[str, tuple[dict[str, np.ndarray], dict]] = {}
-"""atlas_layout's answers in this process, by a digest of the template's arrays (a server worker or a batch
+"""atlas_layout's answers in this process, by a digest of its inputs' arrays (a server worker or a batch
 builds many heads on one template)."""
 
 
 def layout_cache_path(key: str) -> Path:
-    """Where the layout of the template with digest ``key`` is kept: next to the prepared prior
-    (``$LIKENESS_CACHE_DIR/prior``), as it is derived from the template alone."""
+    """Where the layout with input digest ``key`` is kept: next to the prepared prior
+    (``$LIKENESS_CACHE_DIR/prior``), as it is derived from the template (and the typical fit's file)."""
     return cache_dir() / f"uvlayout-v{LAYOUT_VERSION}-{key[:24]}.npz"
 
 
@@ -236,12 +281,13 @@ def _disk_cache_on() -> bool:
     return os.environ.get("LIKENESS_ASSET_LAYOUT_CACHE", "1") != "0"
 
 
-def packed_parts(parts: dict[str, Part], template_vertices: np.ndarray) -> tuple[dict[str, Part], dict]:
-    """``parts`` with their UVs replaced by :func:`atlas_layout`'s: from this process's memory, else from the
-    file :func:`layout_cache_path` (recomputed and rewritten when missing or damaged; not read or written when
-    $LIKENESS_ASSET_LAYOUT_CACHE is 0), else computed (about 5 s on two CPU cores)."""
+def packed_parts(parts: dict[str, Part], vertices: np.ndarray) -> tuple[dict[str, Part], dict]:
+    """``parts`` with their UVs replaced by :func:`atlas_layout`'s on ``vertices`` (:func:`layout_vertices`):
+    from this process's memory, else from the file :func:`layout_cache_path` (recomputed and rewritten when
+    missing or damaged; not read or written when $LIKENESS_ASSET_LAYOUT_CACHE is 0), else computed (about 5 s on
+    two CPU cores)."""
     h = hashlib.sha256(f"layout-v{LAYOUT_VERSION}".encode())
-    h.update(np.ascontiguousarray(template_vertices, np.float64).tobytes())
+    h.update(np.ascontiguousarray(vertices, np.float64).tobytes())
     for name, p in parts.items():
         h.update(name.encode())
         for a in (p.template_vertex, p.uv, p.quads):
@@ -251,7 +297,7 @@ def packed_parts(parts: dict[str, Part], template_vertices: np.ndarray) -> tuple
         path = layout_cache_path(key)
         found = _read_layout(path, parts) if _disk_cache_on() else None
         if found is None:
-            found = atlas_layout(parts, template_vertices)
+            found = atlas_layout(parts, vertices)
             if _disk_cache_on():
                 _write_layout(path, *found)
         _LAYOUTS[key] = found
