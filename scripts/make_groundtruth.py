@@ -44,7 +44,7 @@ GT_FRAME = (
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--head", default="synthetic", help="synthetic | LeePerrySmith | template-a ... template-d (made from the head prior)")
+    p.add_argument("--head", default="synthetic", help="synthetic | LeePerrySmith | template-a ... template-d")
     p.add_argument("-o", "--out", required=True, help="output folder (under out/ or /tmp)")
     p.add_argument("--size", type=int, default=512, help="image side, pixels")
     p.add_argument("--fov", type=float, default=30.0, help="vertical field of view, degrees (0: use --focal-35mm)")
