@@ -148,7 +148,8 @@ def _mesh(ctx: BuildContext) -> None:
 
 
 def _texture(ctx: BuildContext) -> None:
-    ctx.verts, ctx.faces, ctx.uv, _ = spherical_unwrap(ctx.verts, ctx.faces)
+    chin_y = float(ctx.an.pose.landmarks_world()[152, 1])  # below it the body's own chart (engine/extract/uv.py)
+    ctx.verts, ctx.faces, ctx.uv, _ = spherical_unwrap(ctx.verts, ctx.faces, body_below=chin_y)
     ctx.tex = bake_texture(ctx.verts, ctx.faces, ctx.uv, colour_fn(ctx.field, ctx.scale), ctx.cfg.texture_size)
 
 

@@ -186,3 +186,34 @@ def test_input_view_score_ignores_the_photos_frame_edge():
         input_view_scores(render, photo, matte, in_photo)["psnr_db"]
         == input_view_scores(render, photo, matte)["psnr_db"]
     )
+
+
+def test_unwrap_gives_the_body_its_own_chart():
+    """A head on a neck on wide shoulders: from the head's centre the chin's underside, the neck and the shoulders'
+    top lie on the same rays, so one spherical chart folds them over each other; with the body below the chin in
+    its own cylindrical chart nothing folds, the charts do not overlap and every triangle is where it was."""
+
+    def sdf(p):
+        head = p.norm(dim=-1) - 0.1
+        r = torch.sqrt(p[..., 0] ** 2 + p[..., 2] ** 2)
+        neck = torch.maximum(r - 0.05, (p[..., 1] + 0.14).abs() - 0.06)
+        q = (p - torch.tensor([0.0, -0.24, 0.0])) / torch.tensor([0.22, 0.07, 0.12])
+        shoulders = (q.norm(dim=-1) - 1.0) * 0.07
+        return torch.minimum(torch.minimum(head, neck), shoulders)
+
+    lo, hi = np.array([-0.25, -0.33, -0.15]), np.array([0.25, 0.12, 0.15])
+    v, f = marching_cubes(sample_grid(sdf, lo, hi, 64), 0.0, lo, hi)
+    v, f = np.asarray(v, np.float64), np.asarray(f)
+
+    from engine.extract.uv import folded_area as folded
+
+    one = spherical_unwrap(v, f)
+    two = spherical_unwrap(v, f, body_below=-0.09)
+    assert folded(*one[:3]) > 0.05  # the shoulders' top and the neck fold over in one spherical chart
+    v2, f2, uv, src = two
+    assert folded(v2, f2, uv) < 0.005
+    np.testing.assert_allclose(v2[f2], v[f])  # the same triangles, in the same order
+    assert np.array_equal(np.unique(f2), np.arange(len(v2)))  # no loose vertex
+    assert uv.min() >= 0.0 and uv.max() <= 1.0
+    body = v[f][:, :, 1].mean(1) < -0.09
+    assert uv[f2[body]][:, :, 1].max() < uv[f2[~body]][:, :, 1].min()  # the body chart below the head's
