@@ -35,25 +35,25 @@ sys.path.insert(0, str(REPO / "scripts"))
 # the sides and back; its ±30 deg numbers are lower than the cartoon head's (its hairline and ears are harder than
 # a painted cap) and are not comparable with them.
 BASELINE = {
-    "input_psnr_db": 31.97,
-    "novel_psnr_db": 15.28,
-    "novel_ssim": 0.6585,
-    "novel_iou": 0.8542,
-    "depth_l1": 0.1011,
-    "lmk_err_pct": 2.17,
-    "round_psnr_db": 13.50,
-    "round_iou": 0.8116,
+    "input_psnr_db": 30.19,
+    "novel_psnr_db": 15.26,
+    "novel_ssim": 0.6627,
+    "novel_iou": 0.8474,
+    "depth_l1": 0.0939,
+    "lmk_err_pct": 2.20,
+    "round_psnr_db": 13.51,
+    "round_iou": 0.8095,
 }
 # Thresholds: about 1.0-1.2 dB, 0.04 SSIM, 0.03 IoU, 0.014 depth L1 and 1.2 % landmark error off the baseline, as
 # the cartoon head's were. The run repeats bit for bit on one machine. For scale (docs/FIDELITY.md): random
 # initialisation drops the input-view PSNR by 8-11 dB and the IoU to 0.2-0.3; a 6 deg frame misalignment costs
 # 2.9 dB at the input view; the back without the head prior (proxy-init's mirrored egg) is what round_* guards.
 THRESHOLDS = {
-    "input_psnr_db": (">=", 30.9),
+    "input_psnr_db": (">=", 29.2),
     "novel_psnr_db": (">=", 14.1),
     "novel_ssim": (">=", 0.62),
-    "novel_iou": (">=", 0.825),
-    "depth_l1": ("<=", 0.115),
+    "novel_iou": (">=", 0.82),
+    "depth_l1": ("<=", 0.108),
     "lmk_err_pct": ("<=", 3.4),
     "round_psnr_db": (">=", 12.3),
     "round_iou": (">=", 0.78),

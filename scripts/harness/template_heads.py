@@ -291,13 +291,22 @@ def _hair_shell(prior, s: Subject, verts, tri_v, tri_uv, tri_part, tex_size) -> 
     return Part("hair", moved[used], remap[tv], prior.uv.astype(np.float64), tex, face_uv=tu)
 
 
+TORSO = {"half_width": 0.19, "half_height": 0.22, "half_depth": 0.105, "p": 2.5, "q": 3.0, "sink": 0.025}
+"""The body: a superquadric ``(|x/a|^p + |z/c|^p)^(q/p) + |y/b|^q = 1`` (a chest as wide as an adult's shoulders,
+half as deep, its top rounded into sloping shoulders), its top ``sink`` above the neck's cut so the neck goes into
+it; the frame cuts it below."""
+
+
 def _shoulders(skin: np.ndarray, s: Subject) -> Part:
-    """Shoulders in clothing, an ellipsoid the neck's cut sinks into."""
+    """Shoulders and chest in clothing, a superquadric the neck's cut sinks into (:data:`TORSO`)."""
     from harness.heads import _sphere_grid
 
+    t = TORSO
     bottom = skin[:, 1].min()
     neck = skin[skin[:, 1] < bottom + 0.01]
     cz = float(neck[:, 2].mean())
-    d, faces, _ = _sphere_grid(64, 32)
-    v = d * np.array([0.20, 0.065, 0.11]) + np.array([0.0, bottom - 0.045, cz - 0.01])
-    return Part("shoulders", v, faces, colour=s.cloth)
+    d, faces, _ = _sphere_grid(96, 48)
+    horiz = np.abs(d[:, 0] / t["half_width"]) ** t["p"] + np.abs(d[:, 2] / t["half_depth"]) ** t["p"]
+    r = (horiz ** (t["q"] / t["p"]) + np.abs(d[:, 1] / t["half_height"]) ** t["q"]) ** (-1.0 / t["q"])
+    centre = np.array([0.0, bottom + t["sink"] - t["half_height"], cz - 0.01])
+    return Part("shoulders", d * r[:, None] + centre, faces, colour=s.cloth)
