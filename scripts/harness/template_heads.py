@@ -116,17 +116,18 @@ def _coeffs(prior, s: Subject) -> np.ndarray:
     names = prior.shape_names
     index = {n: i for i, n in enumerate(names)}
     c = np.zeros(len(names))
+
+    def put(n: str, w: float) -> None:  # a left target and its right twin together
+        c[index[n]] = w
+        if n.startswith("l-") and "r-" + n[2:] in index:
+            c[index["r-" + n[2:]]] = w
+
     rng = np.random.default_rng(s.seed)
     pool = [n for n in names if not n.startswith(("r-", "torso", "measure", "neck"))]
     for n in rng.choice(pool, RANDOM_TARGETS, replace=False):
-        w = rng.uniform(0.0, 0.5)
-        c[index[n]] = w
-        if n.startswith("l-") and "r-" + n[2:] in index:
-            c[index["r-" + n[2:]]] = w
+        put(str(n), rng.uniform(0.0, 0.5))
     for n, w in s.shape:
-        c[index[n]] = w
-        if n.startswith("l-") and "r-" + n[2:] in index:
-            c[index["r-" + n[2:]]] = w
+        put(n, w)
     return c
 
 
@@ -164,11 +165,10 @@ def _strands(p: np.ndarray, seed: int) -> np.ndarray:
     return 1.0 + out - 0.08 * _smooth(polar, 1.2, 2.4)  # a little darker towards the nape
 
 
-def _skin_colour(p, n, prior, s: Subject, lm: np.ndarray) -> np.ndarray:
+def _skin_colour(p: np.ndarray, s: Subject, lm: np.ndarray) -> np.ndarray:
     x, y, z = p.T
     skin = np.asarray(s.skin, np.float64)
     col = np.tile(skin, (len(p), 1))
-    front = _smooth(z, 0.02, 0.05)
     # Cheeks and nose a little redder, the ear's inside darker.
     col *= 1.0 - 0.06 * np.exp(-(((np.abs(x) - 0.04) / 0.015) ** 2 + ((y + 0.03) / 0.015) ** 2))[:, None] * [0, 1, 1]
     col *= (1.0 - 0.15 * _smooth(np.abs(x), 0.066, 0.075) * _smooth(-np.abs(y + 0.02), -0.03, -0.015))[:, None]
@@ -198,7 +198,6 @@ def _skin_colour(p, n, prior, s: Subject, lm: np.ndarray) -> np.ndarray:
     if not s.bald:
         w = hair_weight(p, s)[:, None]
         col = col * (1.0 - w) + np.asarray(s.hair) * _strands(p, s.seed)[:, None] * w
-    del front
     return np.clip(col, 0.0, 1.0)
 
 
@@ -254,7 +253,7 @@ def template_head(name: str, tex_size: int = 1024, prior=None) -> list[Part]:
     teeth = (0.90, 0.88, 0.80)
 
     def colour(pts: np.ndarray, part: np.ndarray) -> np.ndarray:
-        out = _skin_colour(pts, None, prior, s, lm)
+        out = _skin_colour(pts, s, lm)
         for i, key in ((1, "eye_L"), (2, "eye_R")):
             m = part == i
             out[m] = _eye_colour(pts[m], centres[key], s)
