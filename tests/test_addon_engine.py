@@ -98,6 +98,23 @@ def test_download_replaces_only_a_bundle_and_never_leaves_the_folder_empty(tmp_p
         engine.stop()
 
 
+def test_a_local_engine_starts_whatever_its_token(tmp_path):
+    """The token reaches the engine through its environment: one that starts with "-" (a 1 in 64 draw of
+    token_urlsafe) used to be read as an option by `likeness serve`, which exited with code 2; and the command
+    line, which `ps` shows every user, does not carry it."""
+    engine = LocalEngine(sys.executable, tmp_path / "ws")
+    engine.token = "-" + engine.token[1:]
+    try:
+        client = engine.start(timeout_s=120)
+        assert client.avatars() == []  # an authorised request: the engine took the token
+        with open(f"/proc/{engine.proc.pid}/cmdline", "rb") as fh:
+            assert engine.token.encode() not in fh.read()
+        with pytest.raises(Unauthorized):
+            EngineClient(engine.url, "wrong-" + engine.token).avatars()
+    finally:
+        engine.stop()
+
+
 def test_a_local_engine_that_cannot_start_says_why(tmp_path):
     bad = tmp_path / "python"
     bad.write_text("#!/bin/sh\necho 'No module named engine' >&2\nexit 1\n")
@@ -297,8 +314,7 @@ def test_build_import_and_neural_render_through_the_engine(blender, tmp_path, ph
         "neural",
         "--engine-url",
         engine.url,
-        "--token",
-        engine.token,
+        f"--token={engine.token}",  # a token may start with "-"
         "--frames",
         "2",
         "--size",

@@ -133,11 +133,11 @@ class LocalEngine:
             str(self.port),
             "--workspace",
             str(self.workspace),
-            "--token",
-            self.token,
         ]
         self._log = open(self.log_path, "ab")  # noqa: SIM115 (kept open for the process's life)
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # The token goes in the environment, not the command line: other users' `ps` cannot read it there, and a
+        # token that starts with "-" (token_urlsafe's alphabet has it) is not taken for an option.
+        env = dict(os.environ, PYTHONUNBUFFERED="1", LIKENESS_TOKEN=self.token)
         for var in ("PYTHONHOME", "PYTHONPATH"):  # Blender's own Python settings must not leak into the engine
             env.pop(var, None)
         self.proc = _spawner.popen(
