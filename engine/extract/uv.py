@@ -35,16 +35,12 @@ def spherical_unwrap(verts: np.ndarray, faces: np.ndarray, centre=(0.0, 0.0, 0.0
     # Split the vertices the two charts share, then unwrap each chart on its own.
     v_h, f_h, uv_h, src_h = _unwrap_chart(verts, faces[~body], centre, cylinder=False)
     v_b, f_b, uv_b, src_b = _unwrap_chart(verts, faces[body], centre, cylinder=True)
-    area = 0.5 * np.linalg.norm(
-        np.cross(verts[faces[:, 1]] - verts[faces[:, 0]], verts[faces[:, 2]] - verts[faces[:, 0]]), axis=1
-    )
+    area = _areas(verts, faces)
     share = float(np.clip(area[body].sum() / max(area.sum(), 1e-12), *BODY_SHARE))
     uv_b = uv_b * [1.0, share - 0.5 * CHART_GAP]
     uv_h = uv_h * [1.0, 1.0 - share - 0.5 * CHART_GAP] + [0.0, share + 0.5 * CHART_GAP]
-    order = np.empty(len(faces), np.int64)  # keep the triangles in their original order
-    order[np.nonzero(~body)[0]] = np.arange(int((~body).sum()))
-    order[np.nonzero(body)[0]] = int((~body).sum()) + np.arange(int(body.sum()))
-    all_faces = np.concatenate([f_h, f_b + len(v_h)])[order]
+    all_faces = np.empty_like(faces)  # the triangles in their original order
+    all_faces[~body], all_faces[body] = f_h, f_b + len(v_h)
     two = (np.concatenate([v_h, v_b]), all_faces, np.concatenate([uv_h, uv_b]), np.concatenate([src_h, src_b]))
     # Long hair hanging below the chin folds in the cylinder as the neck does in the sphere: keep the better.
     return two if folded_area(*two[:3]) < folded_area(*one[:3]) else one
@@ -54,9 +50,13 @@ def folded_area(verts: np.ndarray, faces: np.ndarray, uv: np.ndarray) -> float:
     """The share of the surface's area whose triangles are mirrored in UV (against the layout's majority)."""
     a = uv[faces]
     s = (a[:, 1, 0] - a[:, 0, 0]) * (a[:, 2, 1] - a[:, 0, 1]) - (a[:, 2, 0] - a[:, 0, 0]) * (a[:, 1, 1] - a[:, 0, 1])
-    e1, e2 = verts[faces[:, 1]] - verts[faces[:, 0]], verts[faces[:, 2]] - verts[faces[:, 0]]
-    area = 0.5 * np.linalg.norm(np.cross(e1, e2), axis=1)
+    area = _areas(verts, faces)
     return float(area[np.sign(s) != np.sign(np.median(s))].sum() / max(area.sum(), 1e-30))
+
+
+def _areas(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    e1, e2 = verts[faces[:, 1]] - verts[faces[:, 0]], verts[faces[:, 2]] - verts[faces[:, 0]]
+    return 0.5 * np.linalg.norm(np.cross(e1, e2), axis=1)
 
 
 def _unwrap_chart(verts: np.ndarray, faces: np.ndarray, centre, cylinder: bool):
