@@ -17,6 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.asset.maps import _inside_polygon as _inside
+from engine.asset.snap import smoothstep as _smooth
+from engine.extract.mesh import vertex_normals
 from harness.heads import Part
 
 # mediapipe face-mesh contours (indices into the 478 landmarks).
@@ -107,11 +110,6 @@ RANDOM_TARGETS = 10
 twins together. Torso and neck measures are left out (the template's neck ends at a cut)."""
 
 
-def _smooth(x, lo, hi):
-    t = np.clip((np.asarray(x, np.float64) - lo) / (hi - lo), 0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)
-
-
 def _coeffs(prior, s: Subject) -> np.ndarray:
     names = prior.shape_names
     index = {n: i for i, n in enumerate(names)}
@@ -129,12 +127,6 @@ def _coeffs(prior, s: Subject) -> np.ndarray:
     for n, w in s.shape:
         put(n, w)
     return c
-
-
-def _inside(xy: np.ndarray, poly: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    from engine.asset.maps import _inside_polygon
-
-    return _inside_polygon(xy, poly)
 
 
 def hair_weight(p: np.ndarray, s: Subject) -> np.ndarray:
@@ -229,14 +221,6 @@ def _bake(prior, tris_uv, tris_v, size, fn) -> np.ndarray:
     return (np.clip(img[iy, ix], 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def _vertex_normals(v: np.ndarray, tris: np.ndarray) -> np.ndarray:
-    fn = np.cross(v[tris[:, 1]] - v[tris[:, 0]], v[tris[:, 2]] - v[tris[:, 0]])
-    n = np.zeros_like(v)
-    for k in range(3):
-        np.add.at(n, tris[:, k], fn)
-    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
-
-
 def template_head(name: str, tex_size: int = 1024, prior=None) -> list[Part]:
     """The subject ``name`` (a key of :data:`SUBJECTS`) as textured parts in the GT frame (the template's frame:
     metres, origin between the ears at eye height)."""
@@ -276,7 +260,7 @@ def _hair_shell(prior, s: Subject, verts, tri_v, tri_uv, tri_part, tex_size) -> 
     w = hair_weight(prior.vertices, s)
     keep = (tri_part == 0) & (w[tri_v].min(1) > 0.02)
     tv, tu = tri_v[keep], tri_uv[keep]
-    n = _vertex_normals(verts, tri_v[tri_part == 0])
+    n = vertex_normals(verts, tri_v[tri_part == 0])
     lift = s.volume_m * _smooth(w, 0.0, 0.6)
     moved = verts + n * lift[:, None]
     used = np.unique(tv)
