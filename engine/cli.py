@@ -44,9 +44,9 @@ class StageBars:
             bar.close()
 
 
-def _build(photo, args, out: Path, name: str) -> int:
+def build_config(args):
+    """The BuildConfig of a ``build`` / ``demo`` command line: the quality's preset and the options given."""
     from engine.config import preset
-    from engine.pipeline import build_avatar
 
     overrides = {
         "device": args.device,
@@ -54,10 +54,17 @@ def _build(photo, args, out: Path, name: str) -> int:
         "landmark_backend": args.landmarks,
         "method": args.method,
         "method_options": dict(args.method_option or ()),
+        "uv_layout": args.uv_layout,
     }
     if getattr(args, "focal_35mm", None):
         overrides["focal_35mm"] = args.focal_35mm
-    cfg = preset(args.quality, **overrides)
+    return preset(args.quality, **overrides)
+
+
+def _build(photo, args, out: Path, name: str) -> int:
+    from engine.pipeline import build_avatar
+
+    cfg = build_config(args)
     t0 = time.perf_counter()
     m = build_avatar(photo, cfg, out, StageBars(not args.quiet), source_name=name)
     mt = m["metrics"]
@@ -356,13 +363,16 @@ def cmd_prepare_prior(args) -> int:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    from engine.config import DEFAULT_METHOD, DEVICES, LANDMARK_BACKENDS, QUALITIES
+    from engine.config import DEFAULT_METHOD, DEVICES, LANDMARK_BACKENDS, QUALITIES, UV_LAYOUTS
 
     p = OneLineParser(prog="likeness", description="One portrait photo -> animatable 3D head.")
     p.add_argument("--version", action="version", version=f"likeness {__version__}")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+
+    uv_help = "shared: one UV layout for every head (textures transfer exactly); subject: it relaxed on this head "
+    uv_help += "(less face stretch, textures transfer roughly; docs/ASSET.md)"
 
     def build_opts(sp):
         sp.add_argument("-o", "--output", help="bundle folder (default: out/<photo name>)")
@@ -394,6 +404,7 @@ def make_parser() -> argparse.ArgumentParser:
             metavar="KEY=NUMBER",
             help="override one number of the method's config (repeatable; docs/ARCHITECTURE.md, 'Fitting methods')",
         )
+        sp.add_argument("--uv-layout", choices=UV_LAYOUTS, default="shared", help="the asset's UVs: " + uv_help)
 
     b = sub.add_parser("build", help="build an avatar bundle from a photo")
     b.add_argument("photo")
@@ -459,9 +470,7 @@ def make_parser() -> argparse.ArgumentParser:
     a.add_argument("--texture-size", type=int, choices=(1024, 2048, 4096), default=2048, help="atlas side, px")
     subdiv_help = "also write the skin Catmull-Clark subdivided 1 or 2 times (head_subd1.glb, head_subd2.glb)"
     a.add_argument("--subdiv", type=int, choices=(0, 1, 2), default=2, help=subdiv_help)
-    uv_help = "shared: one UV layout for every head (textures transfer exactly); subject: it relaxed on this head "
-    uv_help += "(less face stretch, textures transfer roughly; docs/ASSET.md)"
-    a.add_argument("--uv-layout", choices=("shared", "subject"), default="shared", help=uv_help)
+    a.add_argument("--uv-layout", choices=UV_LAYOUTS, default="shared", help=uv_help)
     a.add_argument(
         "--exports",
         type=asset_exports,

@@ -9,9 +9,13 @@ from typing import Literal, get_args
 Quality = Literal["draft", "standard", "high"]
 Device = Literal["auto", "cpu", "cuda"]
 LandmarkBackend = Literal["auto", "mediapipe", "face-alignment"]
+UvLayout = Literal["shared", "subject"]
 QUALITIES: tuple[str, ...] = get_args(Quality)
 DEVICES: tuple[str, ...] = get_args(Device)
 LANDMARK_BACKENDS: tuple[str, ...] = get_args(LandmarkBackend)
+UV_LAYOUTS: tuple[str, ...] = get_args(UvLayout)
+"""``shared``: the one layout of every head (engine/asset/uvpack.py; textures transfer exactly); ``subject``: it
+relaxed on this head's own snapped skin (engine/asset/uvsubject.py; less stretch, textures transfer roughly)."""
 DEFAULT_METHOD = "head-prior"
 
 
@@ -107,6 +111,8 @@ class BuildConfig:
     """Face budget of the extracted mesh."""
     texture_size: int = 2048
     """Side of the baked colour texture, texels."""
+    uv_layout: UvLayout = "shared"
+    """UV layout of the artist asset (asset/): shared | subject (:data:`UV_LAYOUTS`, docs/ASSET.md "The UV layout")."""
     turntable_frames: int = 36
     """Frames in the turntable."""
     turntable_size: int = 384
@@ -123,6 +129,8 @@ class BuildConfig:
             raise ValueError(f"device must be one of {DEVICES}, not {self.device!r}")
         if self.landmark_backend not in LANDMARK_BACKENDS:
             raise ValueError(f"unknown landmark backend {self.landmark_backend!r}")
+        if self.uv_layout not in UV_LAYOUTS:
+            raise ValueError(f"uv_layout must be one of {', '.join(UV_LAYOUTS)}, not {self.uv_layout!r}")
         if not isinstance(self.method, str) or not isinstance(self.method_options, dict):
             raise ValueError("method must be a name and method_options a mapping")
         RANGES["face_index"].check(self.face_index, "face_index")

@@ -236,7 +236,7 @@ def _asset(ctx: BuildContext) -> None:
     folder = ctx.stage_dir / ASSET_DIR
     try:
         info = write_asset(Avatar(Path(ctx.stage_dir), manifest, ctx.field), folder, ctx.cfg.texture_size,
-                           _landmarks(ctx)[0], source=ctx.source_name)  # fmt: skip
+                           _landmarks(ctx)[0], source=ctx.source_name, uv_layout=ctx.cfg.uv_layout)  # fmt: skip
     except PriorMissing as exc:
         msg = f"no artist asset (asset/): {exc.message} ({exc.hint})"
         log.warning(msg)

@@ -292,6 +292,16 @@ def test_sources(tmp_path, astronaut_rgb):
     assert [(i.id, i.options) for i in items] == [("b", {}), ("a", {"face_index": 1})]
     assert items[0].photo == str(shoot / "b.png")
 
+    # the asset's UV layout per item (docs/ASSET.md): read, checked by BuildConfig, refused naming the item
+    from engine.batch.plan import item_config
+
+    (tmp_path / "uv.csv").write_text("photo,uv_layout\nshoot/a.jpg,subject\nshoot/b.png,cube\n")
+    good, bad = read_items(str(tmp_path / "uv.csv"))
+    assert good.options == {"uv_layout": "subject"}
+    assert item_config(good, "draft", "cpu", {}).uv_layout == "subject"
+    with pytest.raises(BatchError, match="uv_layout must be one of shared, subject"):
+        item_config(bad, "draft", "cpu", {})
+
     for text, words in (
         ("photo,id\nshoot/a.jpg,x\nshoot/b.png,x\n", "also the id"),
         ("photo,colour\nshoot/a.jpg,red\n", "unknown column 'colour'"),

@@ -131,3 +131,18 @@ def test_several_faces_takes_largest(astronaut_rgb):
     assert n == 2 and face.box_px[0] < 768
     face1, _, _ = choose_face(canvas, face_index=1)
     assert face1.box_px[0] > 768 and face1.size_px < face.size_px
+
+
+def test_uv_layout_is_a_build_option(tmp_path, astronaut_png):
+    """``--uv-layout`` reaches the build's config (its asset stage writes that layout, docs/ASSET.md); a bad
+    value is refused by the command line before anything is read or written."""
+    from engine.cli import build_config, make_parser
+
+    parser = make_parser()
+    for cmd in (["build", "a.png"], ["demo"]):
+        assert build_config(parser.parse_args([*cmd, "--quality", "draft"])).uv_layout == "shared"
+        assert build_config(parser.parse_args([*cmd, "--uv-layout", "subject"])).uv_layout == "subject"
+    f = tmp_path / "a.png"
+    f.write_bytes(astronaut_png)
+    p = run("build", str(f), "--uv-layout", "cube", "-o", str(tmp_path / "b"))
+    assert p.returncode == 2 and "--uv-layout" in _errline(p) and not (tmp_path / "b").exists()

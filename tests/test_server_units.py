@@ -101,6 +101,9 @@ def test_job_key_covers_bytes_options_version():
     assert k != job_key(b"img2", opts, "0.1.0")
     assert k != job_key(b"img", canonical_json(BuildOptions(quality="standard").model_dump()), "0.1.0")
     assert k != job_key(b"img", opts, "0.2.0")
+    assert k != job_key(
+        b"img", canonical_json(BuildOptions(quality="draft", uv_layout="subject").model_dump()), "0.1.0"
+    )
     assert job_key(b"ab", "c", "v") != job_key(b"a", "bc", "v"), "parts are length-prefixed"
 
 
@@ -113,6 +116,10 @@ def test_build_options_validation():
         BuildOptions(focal_35mm=3.0)
     cfg = BuildOptions(quality="draft", focal_35mm=35).build_config("cpu")
     assert cfg.quality == "draft" and cfg.focal_35mm == 35.0 and cfg.device == "cpu"
+    assert cfg.uv_layout == "shared"
+    assert BuildOptions(uv_layout="subject").build_config("cpu").uv_layout == "subject"
+    with pytest.raises(ValidationError):
+        BuildOptions(uv_layout="cube")
 
 
 def _render_req(**kw):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +18,10 @@ from PIL import Image
 
 from engine.asset.delight import delight, texel_attributes, unit
 from engine.asset.fieldfn import sdf_world_fn
-from engine.asset.gltf import CameraOut, Joint, MeshOut, build_glb
+from engine.asset.glb_scene import glb_bytes
 from engine.asset.hair import HairConfig, HairShell, hair_from_field
 from engine.asset.lod import SkinLevel, SkinMesh, skin_levels, snap_level, subdivide_deltas
-from engine.asset.maps import ROUGHNESS, metallic_roughness_rgb, tangent_frames
+from engine.asset.maps import ROUGHNESS, metallic_roughness_rgb
 from engine.asset.measure import intersecting_pairs
 from engine.asset.parts import ASSET_PARTS, Part, split_parts
 from engine.asset.rig import clean_deltas
@@ -33,6 +32,7 @@ from engine.asset.texture import SCLERA_RGB, TEETH_RGB, TONGUE_RGB, AtlasPart, b
 from engine.asset.uvpack import layout_vertices, packed_parts
 from engine.asset.uvsubject import subject_layout
 from engine.avatar import load_avatar, load_landmarks_world
+from engine.config import UV_LAYOUTS
 from engine.extract.export import write_obj, write_png, write_quad_obj
 from engine.extract.from_field import colour_fn
 from engine.extract.mesh import vertex_normals
@@ -53,19 +53,11 @@ SUBDIV_LEVELS = 1
 asset stage writes the mid level (level 2 adds ~1.2 s and 28 MB to a bundle); ``likeness asset`` writes both."""
 LEVEL_FILES = {k: (f"subd{k}_glb", f"skin_subd{k}_obj") for k in (1, 2)}
 """Each subdivided level's GLB and quad OBJ (keys of FILES)."""
-MATERIALS = [{"name": "likeness_skin", "roughness": 0.6, "normal": True}, {"name": "likeness_eye", "roughness": 0.15}]
-MATERIALS += [{"name": "likeness_mouth", "roughness": 0.35}]
-HAIR_MATERIAL = {"name": "likeness_hair", "roughness": ROUGHNESS["scalp"], "texture": "hair"}
 HAIR_FILES = {k: FILES[k] for k in ("hair_obj", "hair_mtl", "hair_texture")}
 """The hair's files (engine.asset.hair; keys of FILES), written only when the field has hair."""
 FACE_FACING = 0.3
 """Face texels whose normal is at more than acos(0.3) = 73 deg from the photo camera are left out of the light fit."""
-UV_LAYOUTS = ("shared", "subject")
-"""``shared``: the one layout of every head (engine/asset/uvpack.py; textures transfer exactly); ``subject``: it
-relaxed on this head's own snapped skin (engine/asset/uvsubject.py; less stretch, textures transfer roughly)."""
 _skin, _outward = skin_topology, outward_sign  # the names the rest of this module (and older callers) use
-JOINTS_TEMPLATE = {"neck": (0.0, -0.11, -0.02), "head": (0.0, -0.04, -0.01)}
-"""Joint heads on the neutral template (metres, the prior's frame); the eye joints sit at the eyeballs' centres."""
 
 
 @dataclass(frozen=True)
@@ -248,90 +240,6 @@ def bake_hair(shell: HairShell, avatar, size: int) -> np.ndarray:
     """hair.png (size, size, 3) uint8: the field's colour at each hair vertex's place on the field's surface."""
     col = colour_fn(avatar.field, avatar.scale)
     return bake_atlas([AtlasPart(shell.uv, shell.tris, sample_points=shell.sample_points)], col, size)[0]
-
-
-def _hair_mesh(shell: HairShell) -> MeshOut:
-    """The hair part: its own material and texture, bound whole to the head joint, no morph targets."""
-    return MeshOut(name="hair", positions=shell.positions, normals=shell.normals, uv=shell.uv, tris=shell.tris,
-                   template_vertex=np.full(len(shell.positions), -1), material=len(MATERIALS), joint=1,
-                   extras={"not_on_template": True})  # fmt: skip
-
-
-def glb_bytes(
-    asset: Asset, avatar, textures: dict[str, bytes], skin: SkinMesh, shell: HairShell | None = None
-) -> bytes:
-    """The GLB: ``skin`` (any level) and the other parts (and the hair ``shell``, not subdivided), the camera and
-    armature; ``textures`` the PNGs of the "atlas" and optionally the "normal" and "metallic_roughness" maps and
-    the "hair" texture."""
-    prior = asset.prior
-    vn = np.zeros_like(asset.neutral)
-    for name in ASSET_PARTS[1:]:
-        part = asset.parts[name]
-        vn[part.template_vertex] = vertex_normals(asset.neutral[part.template_vertex], part.triangles)
-        sel = part.template_vertex
-        c = asset.neutral[sel].mean(0)
-        if name.startswith("eye"):  # closed spheres: point the normals away from the centre
-            vn[sel] *= np.sign(((asset.neutral[sel] - c) * vn[sel]).sum()) or 1.0
-    joints, eye_joint = _joints(asset)
-    lv = skin.level
-    sv = lv.split_vertex
-    skin_n = skin.normals()[sv]
-    meshes = [
-        MeshOut(
-            name="skin",
-            positions=skin.neutral[sv],
-            normals=skin_n,
-            uv=lv.uv,
-            tris=lv.triangles,
-            template_vertex=lv.parent,
-            material=0,
-            joint=1,
-            deltas=skin.deltas[:, sv],
-            tangents=tangent_frames(skin.neutral[sv], skin_n, lv.uv, lv.triangles) if "normal" in textures else None,
-            extras={"subdivision_level": lv.level},
-        )
-    ]
-    for name in ASSET_PARTS[1:]:
-        part = asset.parts[name]
-        tv = part.template_vertex
-        d = asset.deltas[:, tv]
-        moves = bool(np.any(np.abs(d) > 1e-7))
-        meshes.append(
-            MeshOut(
-                name=name,
-                positions=asset.neutral[tv],
-                normals=vn[tv],
-                uv=part.uv,
-                tris=part.triangles,
-                template_vertex=tv,
-                material=1 if name.startswith("eye") else 2,
-                joint=eye_joint.get(name, 1),
-                deltas=np.where(np.abs(d) > 1e-7, d, 0.0) if moves else None,
-            )
-        )
-    materials = MATERIALS
-    if shell is not None:
-        meshes.append(_hair_mesh(shell))
-        materials = MATERIALS + [HAIR_MATERIAL]
-    intr = avatar.photo_intrinsics
-    cam = CameraOut(
-        "photo_camera", avatar.photo_cam2world, 2.0 * math.atan(0.5 * intr.height / intr.fy), intr.width / intr.height
-    )
-    extra = {"hair": textures["hair"]} if shell is not None else None
-    return build_glb(meshes, textures["atlas"], materials, cam, joints, list(prior.arkit_names), asset.expression,
-                     textures.get("normal"), textures.get("metallic_roughness"), extra)  # fmt: skip
-
-
-def _joints(asset: Asset) -> tuple[list[Joint], dict[str, int]]:
-    """neck -> head -> eye_L, eye_R in world metres, and which joint each eye is bound to."""
-
-    def world(p) -> tuple[float, float, float]:
-        return tuple(float(x) for x in asset.template_to_world(p))
-
-    eyes = {n: asset.neutral[asset.prior.part == PARTS.index(n)].mean(0) for n in ("eye_L", "eye_R")}
-    joints = [Joint("neck", -1, world(JOINTS_TEMPLATE["neck"])), Joint("head", 0, world(JOINTS_TEMPLATE["head"]))]
-    joints += [Joint(n, 1, tuple(float(x) for x in c)) for n, c in eyes.items()]
-    return joints, {"eye_L": 2, "eye_R": 3}
 
 
 def asset_files(subdiv: int, hair: bool = False) -> dict[str, str]:

@@ -29,6 +29,7 @@ OPTION_COLUMNS = {
     "landmark_backend": ("landmark_backend", str),
     "landmarks": ("landmark_backend", str),
     "method": ("method", str),
+    "uv_layout": ("uv_layout", str),
 }
 """List columns (or JSON keys) that set one item's build options, by name -> (BuildConfig field, type)."""
 PHOTO_COLUMNS = ("photo", "path", "file")

@@ -248,7 +248,9 @@ def create_app(settings: ServerSettings, ws: Workspace | None = None) -> FastAPI
             options = BuildOptions(**upload.options)
         except (ValidationError, TypeError) as exc:
             msg = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3]) or "invalid"
-            raise ApiError(422, "invalid_options", msg[:300], "options: quality, face_index, focal_35mm") from exc
+            raise ApiError(
+                422, "invalid_options", msg[:300], "options: quality, method, face_index, focal_35mm, uv_layout"
+            ) from exc
         fmt = await run_in_threadpool(probe_image, upload.image, upload.filename)
         options_json = canonical_json(options.model_dump())
         key = job_key(upload.image, options_json, __version__)

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from engine.config import DEFAULT_METHOD, RANGES, Quality, preset
+from engine.config import DEFAULT_METHOD, RANGES, Quality, UvLayout, preset
 from engine.server.jobs import Job
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -37,6 +37,9 @@ class BuildOptions(BaseModel):
     )
     face_index: int = Field(0, description=f"which face, largest first: {RANGES['face_index'].describe()}")
     focal_35mm: float = Field(0.0, description=f"35 mm-equivalent focal length: {RANGES['focal_35mm'].describe()}")
+    uv_layout: UvLayout = Field(
+        "shared", description="the artist asset's UVs: shared (one layout for every head) | subject (relaxed on it)"
+    )
 
     @field_validator("method")
     @classmethod
@@ -55,7 +58,12 @@ class BuildOptions(BaseModel):
 
     def build_config(self, device: str):
         return preset(
-            self.quality, face_index=self.face_index, focal_35mm=self.focal_35mm, device=device, method=self.method
+            self.quality,
+            face_index=self.face_index,
+            focal_35mm=self.focal_35mm,
+            device=device,
+            method=self.method,
+            uv_layout=self.uv_layout,
         )
 
 
