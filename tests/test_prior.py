@@ -165,3 +165,32 @@ def test_a_bald_skull_takes_the_skin_colour_and_hair_keeps_its_own():
         assert not _is_bald(np.array(hair), skin, 10.0), hair
     dark = np.array([0.36, 0.22, 0.15])  # dark skin, black hair
     assert not _is_bald(np.array([0.06, 0.05, 0.05]), dark, 10.0)
+
+
+def test_side_colour_and_unseen_prior_gain_change_only_the_unseen_colours(prior, tiny_config):
+    """Two head-prior options, off by default (docs/FIDELITY.md, "The side strip"): ``side_colour`` gives the unseen
+    sides in front of the ear plane the skin's or the hair's colour instead of the outline's, and only there;
+    ``unseen_prior_gain`` weighs the unseen colour targets in the fit's prior term, and only those."""
+    import numpy as np
+
+    from engine.io.images import demo_photo
+    from engine.pipeline import fit_field
+
+    photo = demo_photo()
+    off = fit_field(photo, tiny_config(method="head-prior"))
+    on = fit_field(photo, tiny_config(method="head-prior", method_options={"side_colour": 1, "unseen_prior_gain": 10}))
+    assert off.state.colour_prior_weight is None
+    (pts, tgt_off), (pts_on, tgt_on) = off.state.colour_prior, on.state.colour_prior
+    assert np.array_equal(pts.cpu().numpy(), pts_on.cpu().numpy())  # the same starting solid, the same points
+    m = on.method
+    unseen = m._unseen
+    weight = on.state.colour_prior_weight.cpu().numpy()
+    assert np.all(weight[unseen] == 10.0) and np.all(weight[~unseen] == 1.0) and unseen.any()
+    p = pts.cpu().numpy()
+    local = m._local(p.astype(np.float64))
+    o = m.options
+    sides = unseen & (local[:, 2] >= 0.0) & (local[:, 1] >= o.nape_m)
+    far = sides & (m._behind_front_m(p, on.data, np.linalg.inv(on.data.cv_to_canon)) >= o.side_blend_m)
+    changed = np.abs(tgt_on.cpu().numpy() - tgt_off.cpu().numpy()).max(1) > 1e-6
+    assert far.sum() > 50 and changed[far].mean() > 0.9, (far.sum(), changed[far].mean())
+    assert not changed[~sides].any(), "nothing but the unseen sides in front of the ear plane changes colour"

@@ -24,12 +24,14 @@ Cancel = Callable[[], bool]
 @dataclass
 class FitState:
     """A field being fitted and what the fit needs from its initialisation. ``colour_prior``: canonical points
-    (N, 3) and the colours (N, 3) the fit keeps the learned colour near (None: no such term); ``info``: what the
+    (N, 3) and the colours (N, 3) the fit keeps the learned colour near (None: no such term), and optionally
+    ``colour_prior_weight`` (N,), each point's weight in that term (None: all 1); ``info``: what the
     initialisation reports (timings, losses) for the manifest."""
 
     field: RadianceField
     data: FitData
     colour_prior: tuple[torch.Tensor, torch.Tensor] | None = None
+    colour_prior_weight: torch.Tensor | None = None
     info: dict = field(default_factory=dict)
 
 

@@ -108,6 +108,21 @@ class HeadPriorConfig(ProxyInitConfig):
     the targets, 0.021 after the fit; docs/FIDELITY.md, "Hair texture behind the ear plane")."""
     hair_patch_m: float = 0.015
     """``hair_texture``'s patch side, template metres (the photo's hair pixels at the head's depth)."""
+    side_colour: bool = False
+    """In front of the ear plane, above the nape, the unseen sides (between the photo's outline and the ears)
+    take the colour of what is there, not the outline's colour carried back along the ray from the head's centre
+    (horizontal streaks down the side at +-90 deg): the hair's where the starting solid reaches beyond the template
+    by more than ``side_hair_m`` (the hair layer), the face's skin elsewhere (cheek, jaw, in front of the ear),
+    shaded as the back is, blended in from the outline's colour over ``side_blend_m`` behind the photo's front.
+    Off: the photo fit drags the outline's colours back into the strip whatever it starts from; only with
+    ``unseen_prior_gain`` does the strip stay clean, and then it measured worse (docs/FIDELITY.md, "The side
+    strip")."""
+    side_hair_m: float = 0.004
+    """``side_colour``: beyond the template by this much the side is hair (blended in over as much again),
+    template metres."""
+    side_blend_m: float = 0.015
+    """``side_colour``: how far behind the photo's front surface (along its pixel's ray) the outline's colour gives
+    way to the region's, template metres."""
 
 
 def _is_bald(hair: np.ndarray, skin: np.ndarray, delta_e: float) -> bool:
@@ -158,7 +173,7 @@ class HeadPriorFit(ProxyInitFit):
         super().__init__(cfg, options or HeadPriorConfig())
         self.prior = None
         self.fitted = None
-        self._light = self._sides = None
+        self._light = self._sides = self._reach = None
         self._hair_tex: HairTexture | None = None
         self.report: dict = {}
         self.warnings: list[dict] = []
@@ -201,6 +216,7 @@ class HeadPriorFit(ProxyInitFit):
         pts_cv = grid_points(field) @ canon_to_cv[:3, :3].T + canon_to_cv[:3, 3]
         local = self._local_cv(pts_cv).reshape(g, g, g, 3)
         reach = ndi.distance_transform_edt(~template) * vox * to_template_m
+        self._reach = reach  # template metres beyond the template, on the grid ([z, y, x]): ``side_colour``
         layer = self._layer(local, reach, proxy & ~template, vox * to_template_m)
         front = local[..., 2] >= 0.0
         hair = ~front & (local[..., 1] >= o.nape_m) & (reach <= layer)
@@ -447,7 +463,8 @@ class HeadPriorFit(ProxyInitFit):
         hair colour there, shaded by the photo's light across the head (its left-right and up-down parts) on the
         starting solid's normals (no fans of edge colour, no clothing smeared up the back of the head), blended
         from the edge colour across the ear plane. Below the nape behind the ear plane, the colour of the
-        person's sides at the same height (:meth:`_side_rows`). In front, proxy-init's edge colour."""
+        person's sides at the same height (:meth:`_side_rows`). In front, proxy-init's edge colour (with
+        ``side_colour``, above the nape: the hair's or the skin's, blended in behind the photo's front)."""
         import torch
 
         if self.prior is None:
@@ -456,28 +473,40 @@ class HeadPriorFit(ProxyInitFit):
         pts = np.asarray(pts, np.float32)
         local = self._local(pts.astype(np.float64))
         out = np.array(edge_colour, np.float32, copy=True)
-        sel = (local[:, 2] < 0.0) & (local[:, 1] >= o.nape_m)
-        if not sel.any():
+        upper = local[:, 1] >= o.nape_m
+        sel = (local[:, 2] < 0.0) & upper
+        sides = (local[:, 2] >= 0.0) & upper if o.side_colour and self._reach is not None else np.zeros_like(sel)
+        if not (sel.any() or sides.any()):
             return out
         if self._light is None:  # the starting solid's normals are refreshed by now (init's colour targets)
             self._light = self._lighting(self._field, data, canon_to_cv)
         step = o.shade_smooth_vox * float(self._field.voxel)
         offsets = np.vstack([np.zeros(3), step * np.eye(3), -step * np.eye(3)]) if step > 0 else np.zeros((1, 3))
+        both = sel | sides
         with torch.no_grad():
-            q = torch.from_numpy(pts[sel]).to(self._field.sdf.device)
+            q = torch.from_numpy(pts[both]).to(self._field.sdf.device)
             n = sum(self._field.normal_at(q + torch.as_tensor(d, dtype=q.dtype, device=q.device)) for d in offsets)
             n = n.cpu().numpy()
         n = n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-6)
         # One photo says how the light falls across the face (left-right, up-down), not how it reaches the
         # back: the back keeps the seen hair's brightness, shaded only by the light's lateral and vertical parts.
         shade = np.clip(1.0 + n[:, 0] * self._light[1] + n[:, 1] * self._light[2], 0.5, 1.3)[:, None]
+        loc = local[both]
         if self._hair_tex is not None:
-            loc = local[sel]
             polar = np.arccos(np.clip(loc[:, 1] / np.maximum(np.linalg.norm(loc, axis=1), 1e-9), -1.0, 1.0))
             albedo = self._hair_tex.sample(np.arctan2(loc[:, 0], loc[:, 2]), polar)
         else:
-            albedo = self._colours["hair"][None]
+            albedo = np.broadcast_to(self._colours["hair"][None], loc.shape)
         hair = np.clip(albedo * shade, 0.0, 1.0)
+        if sides.any():
+            # the sides' own colour: hair in the layer beyond the template, the face's skin on it
+            on = sides[both]
+            w_hair = np.clip(self._reach_at(pts[sides]) / o.side_hair_m - 1.0, 0.0, 1.0)[:, None]
+            skin = np.clip(self._colours["skin"][None] * shade[on], 0.0, 1.0)
+            region = w_hair * hair[on] + (1.0 - w_hair) * skin
+            t = np.clip(self._behind_front_m(pts[sides], data, canon_to_cv) / o.side_blend_m, 0.0, 1.0)[:, None]
+            out[sides] = (1.0 - t) * out[sides] + t * region
+        hair = hair[sel[both]]
         t = np.clip(-local[sel, 2] / o.seam_m, 0.0, 1.0)[:, None]
         out[sel] = (1.0 - t) * out[sel] + t * hair
         below = (local[:, 2] < 0.0) & (local[:, 1] < o.nape_m)
@@ -489,6 +518,24 @@ class HeadPriorFit(ProxyInitFit):
             t = np.clip(-local[below, 2] / o.seam_m, 0.0, 1.0)[:, None]
             out[below] = (1.0 - t) * out[below] + t * side
         return out
+
+    def _reach_at(self, pts: np.ndarray) -> np.ndarray:
+        """(N,) template metres beyond the fitted template at canonical points (N, 3): the nearest grid point's."""
+        f, g = self._field, self._reach.shape[0]
+        rel = (np.asarray(pts, np.float64) - f.box_center.cpu().numpy()) / float(f.box_half)
+        i = np.clip(np.round((rel + 1.0) * 0.5 * (g - 1)).astype(np.int64), 0, g - 1)
+        return self._reach[i[:, 2], i[:, 1], i[:, 0]]
+
+    def _behind_front_m(self, pts: np.ndarray, data: FitData, canon_to_cv) -> np.ndarray:
+        """(N,) template metres canonical points (N, 3) lie behind the photo's front surface along their pixel's
+        ray (the proxy's front depth); at the outline this is 0, and a point outside the matte counts as far."""
+        pc = np.asarray(pts, np.float64) @ canon_to_cv[:3, :3].T + canon_to_cv[:3, 3]
+        u, v = data.intr.pixels(pc)
+        h, w = data.proxy.inside.shape
+        iu, iv = np.clip(u.astype(np.int64), 0, w - 1), np.clip(v.astype(np.int64), 0, h - 1)
+        inside = data.proxy.inside[iv, iu] & (u >= 0) & (v >= 0) & (u < w) & (v < h)
+        behind = np.where(inside, pc[:, 2] - data.proxy.front_m[iv, iu], np.inf)
+        return np.maximum(behind, 0.0) / self._frame[0]
 
     def _side_rows(self, data: FitData) -> np.ndarray:
         """Per photo row (H, 3): the median colour of the person's outermost pixels in that row (the outer 15 % of

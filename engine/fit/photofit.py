@@ -128,7 +128,9 @@ def fit_to_photo(
         if state.colour_prior is not None:
             prior_pts, prior_rgb = state.colour_prior
             pi = torch.randint(0, len(prior_pts), (o.term_batch,), generator=gen).to(dev)
-            l_prior = (field.learned_colour(prior_pts[pi]) - prior_rgb[pi]).abs().mean()
+            diff = (field.learned_colour(prior_pts[pi]) - prior_rgb[pi]).abs()
+            w = state.colour_prior_weight
+            l_prior = diff.mean() if w is None else (diff.mean(-1) * w[pi]).mean()
         l_tv = o.w_tv_planes * tv2(field.planes) + o.w_tv_sdf * tv3(field.sdf / field.voxel)
         loss = l_rgb + o.w_alpha * l_alpha + o.w_depth * l_depth + o.w_symmetry * l_sym + o.w_prior * l_prior + l_tv
         opt.zero_grad()

@@ -38,6 +38,12 @@ class ProxyInitConfig(PhotoFitConfig):
     """Colour targets are drawn within this many voxels of the proxy's surface."""
     min_view_cos: float = 0.25
     """A view colours a point only when it sees its surface at least this head-on (cosine)."""
+    unseen_prior_gain: float = 1.0
+    """The fit's colour-prior term weighs the points no view (nor its mirror) sees this many times more than the
+    seen ones: the photo's outline rays graze the head's sides and otherwise drag the outline's colours back
+    along them (horizontal streaks between the face and the ears at +-90 deg). 10 keeps the strip clean but cost
+    0.26 dB over Lee Perry-Smith's full circle and 2 dB at the draft demo's input view (docs/FIDELITY.md, "The side
+    strip"), so 1 stays."""
 
 
 def grid_points(field: RadianceField) -> np.ndarray:
@@ -136,6 +142,7 @@ class ProxyInitFit:
     def __init__(self, cfg: BuildConfig, options: ProxyInitConfig | None = None) -> None:
         self.cfg = cfg
         self.options = options or ProxyInitConfig()
+        self._unseen: np.ndarray | None = None  # which colour targets no view sees (``unseen_prior_gain``)
 
     def check(self, field: RadianceField, data: FitData) -> None:
         """Any analysed photo will do: the proxy always exists."""
@@ -174,7 +181,10 @@ class ProxyInitFit:
             opt.step()
             tick(progress, cancel, "init", (i + 1) / steps)
         info = {"init_s": time.perf_counter() - t0, "init_colour_mse": float(loss.detach())}
-        return FitState(field, data, colour_prior=(pts_t, tgt_t), info=info)
+        weight = None
+        if o.unseen_prior_gain != 1.0 and self._unseen is not None:
+            weight = torch.from_numpy(np.where(self._unseen, o.unseen_prior_gain, 1.0).astype(np.float32)).to(dev)
+        return FitState(field, data, colour_prior=(pts_t, tgt_t), colour_prior_weight=weight, info=info)
 
     def _colour_targets(self, field, data: FitData, canon_to_cv: np.ndarray, sdf: np.ndarray):
         """Near-surface canonical points and their initial colour: the photo of the view that sees the point
@@ -198,6 +208,7 @@ class ProxyInitFit:
         use_mirror = ~seen & mseen
         target[use_mirror] = mtarget[use_mirror]
         unseen = ~seen & ~mseen
+        self._unseen = unseen
         if unseen.any():
             target[unseen] = self.unseen_colour(pts[unseen], target[unseen], data, canon_to_cv)
         return pts, target.astype(np.float32)
