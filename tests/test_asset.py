@@ -202,6 +202,36 @@ def test_asset_files_and_snap(asset_dir):
 
     lit, albedo = (np.asarray(Image.open(asset_dir / f)) for f in (info["files"]["texture"], info["files"]["albedo"]))
     assert albedo.shape == lit.shape and not np.array_equal(albedo, lit)
+    # the astronaut smiles with her teeth showing: the teeth take the photo's colour (engine/asset/mouth.py)
+    mouth = info["mouth"]
+    assert mouth["from_photo"]["teeth"] and mouth["teeth_px"] >= 40, mouth
+    assert min(mouth["teeth_rgb"]) > 0.6 and max(mouth["teeth_rgb"]) - min(mouth["teeth_rgb"]) < 0.3
+
+
+def test_mouth_colours_from_the_inner_lips():
+    """Teeth are the light, unsaturated pixels inside the inner lips, tongue the red ones; a closed mouth (or
+    too little of a part) keeps the flat colours."""
+    from engine.asset.mouth import INNER_LIPS, mouth_colours
+    from engine.asset.texture import TEETH_RGB, TONGUE_RGB
+
+    photo = np.full((100, 100, 3), (0.55, 0.35, 0.3), np.float32)  # skin
+    photo[40:50, 30:70] = (0.9, 0.88, 0.8)  # upper teeth
+    photo[50:60, 30:70] = (0.7, 0.25, 0.25)  # tongue
+    angles = np.linspace(0.0, 2.0 * np.pi, len(INNER_LIPS), endpoint=False)
+    ring = np.stack([50 + 22 * np.cos(angles), 50 + 12 * np.sin(angles)], -1)
+    got = mouth_colours(photo, ring)
+    assert got["from_photo"] == {"teeth": True, "tongue": True} and got["mouth_px"] > 500
+    assert np.allclose(got["teeth_rgb"], (0.9, 0.88, 0.8), atol=0.01)
+    assert np.allclose(got["tongue_rgb"], (0.7, 0.25, 0.25), atol=0.01)
+    closed = np.stack([50 + 22 * np.cos(angles), 50 + 0.5 * np.sin(angles)], -1)
+    got = mouth_colours(photo, closed)
+    assert got["from_photo"] == {"teeth": False, "tongue": False}
+    assert got["teeth_rgb"] == [round(c, 3) for c in TEETH_RGB] and got["tongue_rgb"] == [
+        round(c, 3) for c in TONGUE_RGB
+    ]
+    photo[50:60, 30:70] = (0.9, 0.88, 0.8)  # all teeth: the tongue keeps its flat colour
+    got = mouth_colours(photo, ring)
+    assert got["from_photo"] == {"teeth": True, "tongue": False}
 
 
 @pytest.mark.slow

@@ -23,6 +23,7 @@ from engine.asset.hair import HairConfig, HairShell, hair_from_field
 from engine.asset.lod import SkinLevel, SkinMesh, skin_levels, snap_level, subdivide_deltas
 from engine.asset.maps import ROUGHNESS, metallic_roughness_rgb
 from engine.asset.measure import intersecting_pairs
+from engine.asset.mouth import bundle_mouth_colours
 from engine.asset.parts import ASSET_PARTS, Part, split_parts
 from engine.asset.rig import clean_deltas
 from engine.asset.skin import outward_sign, skin_topology
@@ -149,9 +150,12 @@ def assemble(
     return Asset(prior, parts, neutral + disp, posed + disp, deltas, fitted.expression, disp, weight, (s, rot, t), info)
 
 
-def bake(asset: Asset, avatar, size: int) -> tuple[np.ndarray, np.ndarray]:
+def bake(asset: Asset, avatar, size: int, mouth: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The atlas (size, size, 3) uint8 and its coverage: field colour on the skin (at the field's surface
-    along the normal, for hair over the skull), the field in front of each eye, flat teeth and tongue."""
+    along the normal, for hair over the skull), the field in front of each eye, the teeth and tongue one colour
+    each (``mouth``: engine.asset.mouth's, from the photo where it shows them; None: the flat defaults)."""
+    teeth_rgb = TEETH_RGB if mouth is None else tuple(mouth["teeth_rgb"])
+    tongue_rgb = TONGUE_RGB if mouth is None else tuple(mouth["tongue_rgb"])
     prior, v = asset.prior, asset.posed
     sdf, col = sdf_world_fn(avatar.field, avatar.scale), colour_fn(avatar.field, avatar.scale)
     ids, tris, _ = _skin(prior)
@@ -169,7 +173,7 @@ def bake(asset: Asset, avatar, size: int) -> tuple[np.ndarray, np.ndarray]:
             pts, mix = eye_sampling(pv, forward, sdf, find_surface)
             pieces.append(AtlasPart(part.uv, part.triangles, SCLERA_RGB, pts, mix))
         else:
-            pieces.append(AtlasPart(part.uv, part.triangles, TONGUE_RGB if name == "tongue" else TEETH_RGB))
+            pieces.append(AtlasPart(part.uv, part.triangles, tongue_rgb if name == "tongue" else teeth_rgb))
     return bake_atlas(pieces, col, size)
 
 
@@ -265,8 +269,10 @@ def write_asset(
     if subdiv not in (0, 1, 2):
         raise ValueError(f"subdiv is 0, 1 or 2, not {subdiv!r}")
     out = Path(out)
-    asset = assemble(avatar, landmarks_world=landmarks_world, uv_layout=uv_layout)
-    tex, covered = bake(asset, avatar, texture_size)
+    lms = load_landmarks_world(avatar) if landmarks_world is None else landmarks_world
+    asset = assemble(avatar, landmarks_world=lms, uv_layout=uv_layout)
+    mouth = bundle_mouth_colours(avatar, lms)
+    tex, covered = bake(asset, avatar, texture_size, mouth)
     ids, _, _ = _skin(asset.prior)
     levels = skin_levels(asset.parts["skin"], ids, subdiv)  # the same for every subject: cheap (0.2 s at 2)
     skins = [skin_mesh(asset, lv) for lv in levels]  # not snapped again: docs/ASSET.md says why
@@ -311,6 +317,7 @@ def write_asset(
         **({"hair_skipped": no_hair} if shell is None else {}),
         "expression": dict(zip(asset.prior.arkit_names, np.round(asset.expression, 4).tolist(), strict=True)),
         "lighting": light,
+        "mouth": mouth,
         "levels": [_level_note(sk) for sk in skins],
         "normal_map": normal_info,
         "roughness": {
