@@ -23,6 +23,10 @@ QUALITY_ITEMS = (
     ("standard", "Standard", "Good quality (several minutes on a CPU)"),
     ("high", "High", "Best quality (needs a GPU to be quick)"),
 )
+UV_LAYOUT_ITEMS = (
+    ("shared", "Shared", "One UV layout for every head: textures, weight maps and retopology transfer exactly"),
+    ("subject", "Per Head", "The shared layout relaxed on this head: less face stretch, transfers only roughly"),
+)
 PHOTO_SOURCE_ITEMS = (
     ("FILE", "File", "A photo file on disk"),
     ("IMAGE", "Image", "An image already in this .blend"),
@@ -70,6 +74,7 @@ class LIKENESS_PG_scene(bpy.types.PropertyGroup):
         soft_max=300.0,
         description="35 mm-equivalent focal length; 0 = from EXIF, else 50 mm",
     )
+    uv_layout: EnumProperty(name="Asset UVs", items=UV_LAYOUT_ITEMS, default="shared")
     import_after_build: BoolProperty(name="Import When Done", default=True)
     render_mode: EnumProperty(name="Frames", items=RENDER_MODE_ITEMS, default="CURRENT")
     render_as_background: BoolProperty(

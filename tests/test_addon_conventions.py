@@ -308,6 +308,13 @@ def test_wire_types_and_error_mapping():
     with pytest.raises(ValueError):
         wire.BuildOptions(quality="ultra")
     assert wire.BuildOptions("draft", 1, 0.0).to_dict() == {"quality": "draft", "face_index": 1}
+    subject = wire.BuildOptions("draft", 0, 0.0, "subject").to_dict()
+    assert subject == {"quality": "draft", "face_index": 0, "uv_layout": "subject"}
+    with pytest.raises(ValueError, match="uv_layout"):
+        wire.BuildOptions(uv_layout="cube")
+    from engine.config import UV_LAYOUTS
+
+    assert wire.UV_LAYOUTS == UV_LAYOUTS  # the add-on's copy (it imports nothing from the engine) stays the same
     job = wire.Job.from_dict(
         {
             "id": "j",

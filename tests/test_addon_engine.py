@@ -238,7 +238,9 @@ def test_build_import_and_neural_render_through_the_engine(blender, tmp_path, ph
 
     # build on the draft preset without blocking: progress arrives through the same pump the timer runs
     seen = []
-    assert bpy.ops.likeness.build(filepath=str(photo_file), quality="draft", import_after=True) == {"FINISHED"}
+    # with the asset's per-head UVs (docs/ASSET.md): the option travels to the engine's build settings
+    args = {"quality": "draft", "uv_layout": "subject", "import_after": True}
+    assert bpy.ops.likeness.build(filepath=str(photo_file), **args) == {"FINISHED"}
     task = jobs.latest("build")
     assert not task.finished  # the operator returned at once
     _pump_until_done(task, BUILD_TIMEOUT_S, lambda t: seen.append((t.stage, t.progress, t.eta_s)))
@@ -249,6 +251,8 @@ def test_build_import_and_neural_render_through_the_engine(blender, tmp_path, ph
     avatar = scene_io.find_avatar(bpy.context)
     assert avatar is not None and avatar.info["avatar_id"] == task.result["avatar_id"]
     assert avatar.info["quality"] == "draft" and avatar.head is not None and avatar.camera is not None
+    manifest = json.loads((Path(avatar.info["bundle_dir"]) / "manifest.json").read_text())
+    assert manifest["settings"]["uv_layout"] == "subject"
     bg = avatar.camera.data.background_images[0].image
     assert Path(bg.filepath) == photo_file  # the real photo behind the camera
     _pump_until_done(jobs.latest("list"), 30)

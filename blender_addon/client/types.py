@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 API_VERSION = 1
 QUALITIES = ("draft", "standard", "high")
+UV_LAYOUTS = ("shared", "subject")
 TERMINAL_STATES = ("succeeded", "failed", "cancelled")
 
 
@@ -38,10 +39,14 @@ class BuildOptions:
     quality: str = "standard"
     face_index: int = 0
     focal_35mm: float = 0.0
+    uv_layout: str = "shared"
+    """The artist asset's UVs: shared (one layout for every head) | subject (relaxed on this head)."""
 
     def __post_init__(self) -> None:
         if self.quality not in QUALITIES:
             raise ValueError(f"quality must be one of {', '.join(QUALITIES)}")
+        if self.uv_layout not in UV_LAYOUTS:
+            raise ValueError(f"uv_layout must be one of {', '.join(UV_LAYOUTS)}")
         if self.face_index < 0:
             raise ValueError("face_index must be >= 0")
         if self.focal_35mm < 0:
@@ -51,6 +56,8 @@ class BuildOptions:
         d = {"quality": self.quality, "face_index": self.face_index}
         if self.focal_35mm > 0:
             d["focal_35mm"] = self.focal_35mm
+        if self.uv_layout != "shared":  # sent only when asked: an engine before the option refuses unknown keys
+            d["uv_layout"] = self.uv_layout
         return d
 
 

@@ -12,7 +12,7 @@ from .. import engine_link, jobs
 from ..bundle import IMPORT_KEYS
 from ..client import BuildOptions, Cancelled
 from ..preferences import download_dir, engine_settings
-from ..properties import QUALITY_ITEMS
+from ..properties import QUALITY_ITEMS, UV_LAYOUT_ITEMS
 from .common import WAIT, finish, idle, print_error
 
 
@@ -54,12 +54,13 @@ class LIKENESS_OT_build(bpy.types.Operator):
     focal_35mm: FloatProperty(
         name="Focal (35 mm)", default=0.0, min=0.0, description="35 mm-equivalent focal length; 0 = EXIF or 50 mm"
     )
+    uv_layout: EnumProperty(name="Asset UVs", items=UV_LAYOUT_ITEMS, default="shared")
     import_after: BoolProperty(name="Import When Done", default=True)
     use_panel: BoolProperty(
         name="Use Panel Settings",
         default=False,
         options={"SKIP_SAVE", "HIDDEN"},
-        description="Take photo, quality, face and focal from the panel (Scene.likeness)",
+        description="Take photo, quality, face, focal and asset UVs from the panel (Scene.likeness)",
     )
     wait: WAIT
 
@@ -71,6 +72,7 @@ class LIKENESS_OT_build(bpy.types.Operator):
         if self.use_panel:
             s = context.scene.likeness
             self.quality, self.face_index, self.focal_35mm = s.quality, s.face_index, s.focal_35mm
+            self.uv_layout = s.uv_layout
             self.import_after = s.import_after_build
             if s.photo_source == "IMAGE":
                 self.image = s.photo_image.name if s.photo_image else ""
@@ -81,7 +83,7 @@ class LIKENESS_OT_build(bpy.types.Operator):
                 self.filepath = s.photo_path
         try:
             data, name, disk_path = photo_bytes(context, self.filepath, self.image)
-            options = BuildOptions(quality=self.quality, face_index=self.face_index, focal_35mm=self.focal_35mm)
+            options = BuildOptions(self.quality, self.face_index, self.focal_35mm, self.uv_layout)
         except (ValueError, OSError) as exc:
             self.report({"ERROR"}, f"Cannot build: {exc}")
             return {"CANCELLED"}

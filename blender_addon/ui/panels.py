@@ -35,6 +35,7 @@ class LIKENESS_PT_build(_Tab, bpy.types.Panel):
         col.prop(s, "quality")
         col.prop(s, "face_index")
         col.prop(s, "focal_35mm")
+        col.prop(s, "uv_layout")
         layout.prop(s, "import_after_build")
         task = jobs.latest("build")
         if task is None or task.finished:
