@@ -3,7 +3,7 @@ it (engine.asset.subdiv), UVs refined linearly on the seam-split mesh. Every sub
 depend on the template alone); positions and morph target deltas go through the level's one sparse matrix.
 
 Vertex order of a level's seam-split vertices: the previous level's first (the same UVs), then one per seam-split
-edge, then one per face; so level 0's 4373 vertices are the first of every level. docs/ASSET.md."""
+edge, then one per face; so level 0's 4457 vertices are the first of every level. docs/ASSET.md."""
 
 from __future__ import annotations
 

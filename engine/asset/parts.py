@@ -9,10 +9,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.asset.seams import with_cup_seams
 from engine.prior.model import PARTS, HeadPrior
 
 ASSET_PARTS = ("skin", "eye_L", "eye_R", "teeth_upper", "teeth_lower", "tongue")
 """The asset's meshes, in the order of the GLB's nodes."""
+CUT_PARTS = ("skin",)
+"""Parts whose deep cups (the eye sockets) get seams the template lacks (engine/asset/seams.py)."""
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,8 @@ class Part:
 
 
 def split_parts(prior: HeadPrior) -> dict[str, Part]:
-    """The template's parts by name (:data:`ASSET_PARTS`), each split at its UV seams."""
+    """The template's parts by name (:data:`ASSET_PARTS`), each split at its UV seams (the template's, and for
+    :data:`CUT_PARTS` the deep cups' cuts, whose vertex copies come after the others)."""
     part_of_quad = prior.part[prior.quads[:, 0]]
     out = {}
     for name in ASSET_PARTS:
@@ -48,13 +52,14 @@ def split_parts(prior: HeadPrior) -> dict[str, Part]:
         tq, tuv = prior.quads[sel], prior.quad_uv[sel]
         pairs = np.stack([tq.reshape(-1), tuv.reshape(-1)], 1)
         uniq, inverse = np.unique(pairs, axis=0, return_inverse=True)
-        out[name] = Part(
+        part = Part(
             name=name,
             template_vertex=uniq[:, 0].astype(np.int64),
             uv=prior.uv[uniq[:, 1]].astype(np.float64),
             quads=inverse.reshape(-1, 4).astype(np.int64),
             template_quads=tq.astype(np.int64),
         )
+        out[name] = with_cup_seams(part, prior.vertices[part.template_vertex]) if name in CUT_PARTS else part
     return out
 
 

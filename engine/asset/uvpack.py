@@ -239,7 +239,7 @@ def atlas_layout(parts: dict[str, Part], vertices: np.ndarray) -> tuple[dict[str
     return new_uv, report
 
 
-LAYOUT_VERSION = 3
+LAYOUT_VERSION = 4
 """Bump when :func:`atlas_layout`'s answer changes for the same template (the on-disk cache keys on it)."""
 _LAYOUTS: dict[str, tuple[dict[str, np.ndarray], dict]] = {}
 """atlas_layout's answers in this process, by a digest of its inputs' arrays (a server worker or a batch
