@@ -26,7 +26,8 @@ from engine.rig.gltf import accessor_array, read_glb  # noqa: E402
 
 def template_indexed(glb: Path, n_vertices: int) -> tuple[np.ndarray, np.ndarray, list[str], list[dict]]:
     """From an asset GLB: neutral positions (V, 3) and deltas (K, V, 3) by template vertex id, the key names,
-    and each mesh's (name, template ids, tris) for rendering."""
+    and each mesh's (name, template ids, tris) for rendering; meshes not on the template (the hair: its
+    ``_TEMPLATE_VERTEX`` is -1) are left out (:func:`off_template_meshes`)."""
     g, binary = read_glb(glb.read_bytes())
     verts = np.zeros((n_vertices, 3))
     names = g["meshes"][0].get("extras", {}).get("targetNames", [])
@@ -35,6 +36,8 @@ def template_indexed(glb: Path, n_vertices: int) -> tuple[np.ndarray, np.ndarray
     for mesh in g["meshes"]:
         prim = mesh["primitives"][0]
         tv = np.rint(accessor_array(g, binary, prim["attributes"]["_TEMPLATE_VERTEX"])).astype(np.int64)
+        if (tv < 0).all():
+            continue
         verts[tv] = accessor_array(g, binary, prim["attributes"]["POSITION"])
         mine = mesh.get("extras", {}).get("targetNames", [])
         for name, tgt in zip(mine, prim.get("targets", []), strict=True):
@@ -42,6 +45,19 @@ def template_indexed(glb: Path, n_vertices: int) -> tuple[np.ndarray, np.ndarray
         tris = accessor_array(g, binary, prim["indices"]).astype(np.int64).reshape(-1, 3)
         meshes.append({"name": mesh["name"], "tv": tv, "tris": tv[tris]})
     return verts, deltas, names, meshes
+
+
+def off_template_meshes(glb: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """The asset GLB's meshes that are not on the template (the hair): (name, positions (N, 3), tris (F, 3))."""
+    g, binary = read_glb(glb.read_bytes())
+    out = []
+    for mesh in g["meshes"]:
+        prim = mesh["primitives"][0]
+        tv = accessor_array(g, binary, prim["attributes"]["_TEMPLATE_VERTEX"])
+        if (tv < 0).all():
+            tris = accessor_array(g, binary, prim["indices"]).astype(np.int64).reshape(-1, 3)
+            out.append((mesh["name"], accessor_array(g, binary, prim["attributes"]["POSITION"]), tris))
+    return out
 
 
 def heat_colour(x: np.ndarray) -> np.ndarray:

@@ -3,6 +3,7 @@ error is).
 
     python scripts/error_views.py out/gt/tpl2_a out/eval/tpl2_a_draft/bundle -o out/eval/tpl2_a_errors.png
     python scripts/error_views.py GT BUNDLE -o F.png --views yaw+30_pitch+00,yaw+90_pitch+00
+    python scripts/error_views.py GT BUNDLE -o F.png --silhouette   # where the silhouette IoU is lost
 
 The views are scored as scripts/eval_fidelity.py scores them (harness.evaluate.evaluate: the camera alignment, our
 render over the GT background); the difference is the mean absolute RGB error per pixel, times 3, in grey.
@@ -28,6 +29,7 @@ def main(argv=None) -> int:
     p.add_argument("bundle", help="the bundle built from its input view")
     p.add_argument("-o", "--out", required=True, help="PNG to write")
     p.add_argument("--views", default=DEFAULT_VIEWS, help="comma-separated view names")
+    p.add_argument("--silhouette", action="store_true", help="the third panel compares the silhouettes")
     a = p.parse_args(argv)
     from harness.evaluate import evaluate
     from harness.groundtruth import load_dataset
@@ -46,9 +48,20 @@ def main(argv=None) -> int:
     rows = []
     for name in wanted:
         r = by_name[name]
-        diff = np.abs(r.gt_rgb.astype(np.float64) - r.ours_rgb.astype(np.float64)).mean(-1)
-        grey = np.clip(diff * 3.0, 0, 255).astype(np.uint8)
-        rows.append(np.concatenate([r.gt_rgb, r.ours_rgb, np.stack([grey] * 3, -1)], 1))
+        if a.silhouette:
+            gt, ours = r.extra["gt_mask"], r.extra["ours_mask"]
+            panel = np.zeros(gt.shape + (3,), np.uint8)
+            panel[gt & ours] = 255
+            panel[gt & ~ours] = (230, 40, 40)
+            panel[ours & ~gt] = (40, 90, 230)
+            print(
+                f"{name}: IoU {r.row['iou']:.4f}, GT only {int((gt & ~ours).sum())} px, "
+                f"ours only {int((ours & ~gt).sum())} px, both {int((gt & ours).sum())} px"
+            )
+        else:
+            diff = np.abs(r.gt_rgb.astype(np.float64) - r.ours_rgb.astype(np.float64)).mean(-1)
+            panel = np.stack([np.clip(diff * 3.0, 0, 255).astype(np.uint8)] * 3, -1)
+        rows.append(np.concatenate([r.gt_rgb, r.ours_rgb, panel], 1))
     Image.fromarray(np.concatenate(rows, 0)).save(a.out)
     print(a.out)
     return 0

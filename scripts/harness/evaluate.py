@@ -96,7 +96,12 @@ def score_view(
         row["lmk_reproj_pct"] = sc.landmark_error_pct(uv, lm_gt[:, :2])
     else:
         row["lmk_reproj_pct"] = None
-    return ViewResult(row, _u8(view.rgb), _u8(ours), {"mask": mask, "lm_gt": lm_gt})
+    return ViewResult(
+        row,
+        _u8(view.rgb),
+        _u8(ours),
+        {"mask": mask, "lm_gt": lm_gt, "gt_mask": gt_mask, "ours_mask": render["alpha"] > 0.5},
+    )
 
 
 def evaluate(avatar, landmarks_world: np.ndarray, ds: GTDataset, align: str = "camera", opts=None, log=print):
