@@ -144,7 +144,7 @@ def cmd_render(args) -> int:
     if getattr(args, "expression", None):
         from engine.rig.cli_support import deform_from_args
 
-        deform = deform_from_args(avatar, args.expression)
+        deform = deform_from_args(avatar, args.expression, rig=args.rig)
     t0 = time.perf_counter()
     out = avatar.render(cam, intr, deform=deform)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
@@ -363,7 +363,7 @@ def cmd_prepare_prior(args) -> int:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    from engine.config import DEFAULT_METHOD, DEVICES, LANDMARK_BACKENDS, QUALITIES, UV_LAYOUTS
+    from engine.config import DEFAULT_METHOD, DEVICES, LANDMARK_BACKENDS, QUALITIES, RIG_SOURCES, UV_LAYOUTS
 
     p = OneLineParser(prog="likeness", description="One portrait photo -> animatable 3D head.")
     p.add_argument("--version", action="version", version=f"likeness {__version__}")
@@ -430,6 +430,13 @@ def make_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--size", type=ranged("render_side_px"), default=512, help="side of the render, pixels")
     r.add_argument("--expression", nargs="*", help="ARKit weights, e.g. jawOpen=0.8 eyeBlinkLeft=1")
+    r.add_argument(
+        "--rig",
+        choices=RIG_SOURCES,
+        default="proxy",
+        help="whose shapes move the field under --expression: proxy (the bundle's own rig) | asset (the asset's "
+        "template keys, so the render moves as asset/head.glb does; docs/RIG.md)",
+    )
     r.add_argument("-o", "--output", required=True)
     r.add_argument("--depth", help="also write z-depth (metres) as EXR")
     r.set_defaults(func=cmd_render)

@@ -10,12 +10,17 @@ Quality = Literal["draft", "standard", "high"]
 Device = Literal["auto", "cpu", "cuda"]
 LandmarkBackend = Literal["auto", "mediapipe", "face-alignment"]
 UvLayout = Literal["shared", "subject"]
+RigSource = Literal["proxy", "asset"]
 QUALITIES: tuple[str, ...] = get_args(Quality)
 DEVICES: tuple[str, ...] = get_args(Device)
 LANDMARK_BACKENDS: tuple[str, ...] = get_args(LandmarkBackend)
 UV_LAYOUTS: tuple[str, ...] = get_args(UvLayout)
 """``shared``: the one layout of every head (engine/asset/uvpack.py; textures transfer exactly); ``subject``: it
 relaxed on this head's own snapped skin (engine/asset/uvsubject.py; less stretch, textures transfer roughly)."""
+RIG_SOURCES: tuple[str, ...] = get_args(RigSource)
+"""Whose shapes move the field under an expression: ``proxy``, the bundle's own rig authored on the face proxy
+(docs/RIG.md); ``asset``, the asset's template keys (asset/head.glb) carried onto the proxy, so the neural render
+moves as the asset's mesh does (engine/rig/asset_rig.py)."""
 DEFAULT_METHOD = "head-prior"
 
 

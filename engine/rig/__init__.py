@@ -18,26 +18,36 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from engine.config import RIG_SOURCES
+from engine.errors import InputError
 from engine.rig.arkit import ARKIT_NAMES, parse_weights, to_dict, to_vector
 from engine.rig.bundle import rig_for_avatar
 
-__all__ = ["ARKIT_NAMES", "deform_for_avatar", "expressed_frame_seconds", "photo_weights", "rig_for_avatar"]
+__all__ = [
+    "ARKIT_NAMES",
+    "RIG_SOURCES",
+    "deform_for_avatar",
+    "expressed_frame_seconds",
+    "photo_weights",
+    "rig_for_avatar",
+]
 
 _DEFORMS: OrderedDict = OrderedDict()
 _DEFORM_CACHE = 8
 _LOCK = threading.Lock()
 
 
-def deform_for_avatar(avatar, weights: Mapping[str, float] | None, device=None):
+def deform_for_avatar(avatar, weights: Mapping[str, float] | None, device=None, rig: str = "proxy"):
     """The backward warp (an :class:`engine.rig.expression.ExpressionDeform`) for ARKit ``weights`` on a loaded
-    avatar, to pass as ``deform=`` to ``Avatar.render`` / ``render_image``. Raises
-    :class:`engine.errors.InputError` for an unknown name or a weight outside [0, 1]. Recent expressions are
-    cached (a turntable re-uses one warp); safe to call from several threads."""
+    avatar, to pass as ``deform=`` to ``Avatar.render`` / ``render_image``; ``rig`` is one of
+    :data:`RIG_SOURCES`. Raises :class:`engine.errors.InputError` for an unknown name, a weight outside [0, 1] or
+    an unknown rig, :class:`engine.errors.BundleError` for ``rig="asset"`` on a bundle without an asset. Recent
+    expressions are cached (a turntable re-uses one warp); safe to call from several threads."""
     from engine.rig.expression import ExpressionDeform
 
     w = to_vector(parse_weights(weights))
     dev = device if device is not None else avatar.field.box_center.device
-    rig = rig_for_avatar(avatar)
+    rig = rig_named(avatar, rig)
     key = (id(rig), str(dev), float(avatar.scale), w.round(6).tobytes())
     with _LOCK:
         if key in _DEFORMS:
@@ -51,9 +61,20 @@ def deform_for_avatar(avatar, weights: Mapping[str, float] | None, device=None):
     return d
 
 
-def photo_weights(avatar) -> dict[str, float]:
-    """The photo's estimated ARKit weights (non-zero ones)."""
-    return to_dict(rig_for_avatar(avatar).photo_weights, skip_zero=True)
+def rig_named(avatar, rig: str = "proxy"):
+    """The rig (:data:`RIG_SOURCES`) of a loaded avatar whose shapes move its field."""
+    if rig not in RIG_SOURCES:
+        raise InputError(f"rig is one of {', '.join(RIG_SOURCES)}, not {rig!r}")
+    if rig == "asset":
+        from engine.rig.asset_rig import asset_rig_for_avatar
+
+        return asset_rig_for_avatar(avatar)
+    return rig_for_avatar(avatar)
+
+
+def photo_weights(avatar, rig: str = "proxy") -> dict[str, float]:
+    """The photo's estimated ARKit weights (non-zero ones) in ``rig``'s shapes (:data:`RIG_SOURCES`)."""
+    return to_dict(rig_named(avatar, rig).photo_weights, skip_zero=True)
 
 
 def expressed_frame_seconds(avatar, size: int = 512, weights: Mapping[str, float] | None = None, repeats: int = 1):

@@ -69,30 +69,32 @@ def measurement_cameras(avatar, size: int = 256, fov_deg: float = 9.0, yaws=(0.0
     return out
 
 
-def render_landmarks(avatar, cam2world, intr, weights: dict | None):
-    """mediapipe landmarks (478, 3) in pixels of a neural render at ARKit ``weights`` (None: the photo as built),
-    composited over white, and the RGB image."""
+def render_landmarks(avatar, cam2world, intr, weights: dict | None, rig: str = "proxy"):
+    """mediapipe landmarks (478, 3) in pixels of a neural render at ARKit ``weights`` (None: the photo as built)
+    on ``rig`` (engine.rig.RIG_SOURCES), composited over white, and the RGB image."""
     from engine.rig import deform_for_avatar
     from engine.rig.fit import image_landmarks
 
-    out = avatar.render(cam2world, intr, deform=None if weights is None else deform_for_avatar(avatar, weights))
+    deform = None if weights is None else deform_for_avatar(avatar, weights, rig=rig)
+    out = avatar.render(cam2world, intr, deform=deform)
     a = out["alpha"][..., None]
     rgb = (np.clip(out["rgb"] + (1.0 - a), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     return image_landmarks(rgb), rgb
 
 
-def evidence(avatar, size: int = 256) -> dict:
+def evidence(avatar, size: int = 256, rig: str = "proxy") -> dict:
     """The rig's evidence on neural renders of ``avatar``, measured with mediapipe (issue 5): lip gap opened by
     jawOpen (percent of face height), eye-aspect-ratio change under eyeBlinkLeft (mean over three views), mouth
     corner rise under mouthSmileLeft/Right, and the round trip render -> landmarks -> fitted weights (MAE over
-    :data:`ROUND_TRIP_NAMES`, fitted with the render camera known)."""
-    from engine.rig import rig_for_avatar
+    :data:`ROUND_TRIP_NAMES`, fitted with the render camera known); the field moved by ``rig``
+    (engine.rig.RIG_SOURCES: the bundle's proxy rig, or the asset's keys)."""
+    from engine.rig import rig_named
     from engine.rig.arkit import INDEX, to_vector
     from engine.rig.fit import fit_weights_image
 
     cams = measurement_cameras(avatar, size)
-    neutral = [render_landmarks(avatar, c, i, {})[0] for c, i in cams]
-    blink = [render_landmarks(avatar, c, i, {"eyeBlinkLeft": 1.0})[0] for c, i in cams]
+    neutral = [render_landmarks(avatar, c, i, {}, rig)[0] for c, i in cams]
+    blink = [render_landmarks(avatar, c, i, {"eyeBlinkLeft": 1.0}, rig)[0] for c, i in cams]
     ear_l = [
         100.0 * (1.0 - eye_aspect_ratio(b, "left") / eye_aspect_ratio(n, "left"))
         for n, b in zip(neutral, blink, strict=True)
@@ -104,21 +106,22 @@ def evidence(avatar, size: int = 256) -> dict:
     cam, intr = cams[0]
     n0 = neutral[0]
     fh = face_height_px(n0)
-    jaw = render_landmarks(avatar, cam, intr, {"jawOpen": 1.0})[0]
+    jaw = render_landmarks(avatar, cam, intr, {"jawOpen": 1.0}, rig)[0]
     corners = {}
     for side in ("Left", "Right"):
-        p = render_landmarks(avatar, cam, intr, {f"mouthSmile{side}": 1.0})[0]
+        p = render_landmarks(avatar, cam, intr, {f"mouthSmile{side}": 1.0}, rig)[0]
         corners[side] = {s: 100.0 * (corner_height_px(p, s) - corner_height_px(n0, s)) / fh for s in ("left", "right")}
-    rig = rig_for_avatar(avatar)
+    face_rig = rig_named(avatar, rig)
     errors, fits = [], []
     for weights in ROUND_TRIP_SETS:
-        p = render_landmarks(avatar, cam, intr, weights)[0]
-        w = fit_weights_image(rig, p, cam, intr)
+        p = render_landmarks(avatar, cam, intr, weights, rig)[0]
+        w = fit_weights_image(face_rig, p, cam, intr)
         t = to_vector(weights)
         errors += [abs(float(w[INDEX[k]] - t[INDEX[k]])) for k in ROUND_TRIP_NAMES]
         fits.append({k: round(float(w[INDEX[k]]), 3) for k in ROUND_TRIP_NAMES})
     return {
         "size": size,
+        "rig": rig,
         "face_height_px": round(fh, 1),
         "jaw_open_lip_gap_pct_face": round(100.0 * (lip_gap_px(jaw) - lip_gap_px(n0)) / fh, 2),
         "blink_left_ear_reduction_pct": round(float(np.mean(ear_l)), 2),
