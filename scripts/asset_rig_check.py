@@ -21,43 +21,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from engine.asset.rig import rig_report  # noqa: E402
 from engine.extract.raster import rasterize  # noqa: E402
 from engine.prior import load_prior  # noqa: E402
-from engine.rig.gltf import accessor_array, read_glb  # noqa: E402
+from engine.rig.arkit import ARKIT_NAMES  # noqa: E402
+from engine.rig.asset_rig import read_asset_keys  # noqa: E402
 
 
-def template_indexed(glb: Path, n_vertices: int) -> tuple[np.ndarray, np.ndarray, list[str], list[dict]]:
-    """From an asset GLB: neutral positions (V, 3) and deltas (K, V, 3) by template vertex id, the key names,
-    and each mesh's (name, template ids, tris) for rendering; meshes not on the template (the hair: its
-    ``_TEMPLATE_VERTEX`` is -1) are left out (:func:`off_template_meshes`)."""
-    g, binary = read_glb(glb.read_bytes())
+def template_indexed(glb: Path, n_vertices: int) -> tuple[np.ndarray, np.ndarray, list[str], list[np.ndarray]]:
+    """From an asset GLB (engine.rig.asset_rig.read_asset_keys): neutral positions (V, 3) and deltas (52, V, 3) by
+    template vertex id, padded to the prior's ``n_vertices``, the key names (ARKit order) and each template part's
+    triangles in template ids, for rendering (the hair, not on the template, is left out)."""
+    keys = read_asset_keys(glb)
     verts = np.zeros((n_vertices, 3))
-    names = g["meshes"][0].get("extras", {}).get("targetNames", [])
-    deltas = np.zeros((len(names), n_vertices, 3))
-    meshes = []
-    for mesh in g["meshes"]:
-        prim = mesh["primitives"][0]
-        tv = np.rint(accessor_array(g, binary, prim["attributes"]["_TEMPLATE_VERTEX"])).astype(np.int64)
-        if (tv < 0).all():
-            continue
-        verts[tv] = accessor_array(g, binary, prim["attributes"]["POSITION"])
-        mine = mesh.get("extras", {}).get("targetNames", [])
-        for name, tgt in zip(mine, prim.get("targets", []), strict=True):
-            deltas[names.index(name), tv] = accessor_array(g, binary, tgt["POSITION"])
-        tris = accessor_array(g, binary, prim["indices"]).astype(np.int64).reshape(-1, 3)
-        meshes.append({"name": mesh["name"], "tv": tv, "tris": tv[tris]})
-    return verts, deltas, names, meshes
-
-
-def off_template_meshes(glb: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """The asset GLB's meshes that are not on the template (the hair): (name, positions (N, 3), tris (F, 3))."""
-    g, binary = read_glb(glb.read_bytes())
-    out = []
-    for mesh in g["meshes"]:
-        prim = mesh["primitives"][0]
-        tv = accessor_array(g, binary, prim["attributes"]["_TEMPLATE_VERTEX"])
-        if (tv < 0).all():
-            tris = accessor_array(g, binary, prim["indices"]).astype(np.int64).reshape(-1, 3)
-            out.append((mesh["name"], accessor_array(g, binary, prim["attributes"]["POSITION"]), tris))
-    return out
+    deltas = np.zeros((len(ARKIT_NAMES), n_vertices, 3))
+    verts[: len(keys.basis)], deltas[:, : len(keys.basis)] = keys.basis, keys.deltas
+    return verts, deltas, list(ARKIT_NAMES), [tris for _, tris in keys.parts.values()]
 
 
 def heat_colour(x: np.ndarray) -> np.ndarray:
@@ -84,7 +60,7 @@ def render_heat(verts, tris, value, size: int, box: tuple) -> np.ndarray:
 
 
 def contact_sheet(verts, deltas, names, meshes, size: int, scale_m: float, cols: int = 8) -> np.ndarray:
-    tris = np.concatenate([m["tris"] for m in meshes])
+    tris = np.concatenate(meshes)
     used = np.unique(tris)
     lo, hi = verts[used].min(0), verts[used].max(0)
     ext = 1.08 * float(max(hi[0] - lo[0], hi[1] - lo[1]))
