@@ -29,6 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from engine.asset.measure import edge_counts  # noqa: E402
 from engine.avatar import load_avatar  # noqa: E402
 from engine.conventions import cam2world_gl_to_cv, project_points  # noqa: E402
 from engine.extract.raster import rasterize  # noqa: E402
@@ -41,8 +42,7 @@ from engine.rig.measure import measurement_cameras  # noqa: E402
 def neck_cut(tris: np.ndarray) -> np.ndarray:
     """Template ids of the skin's open boundary (the neck cut): edges used by one triangle (the skin's triangles
     (F, 3) in template ids, so welded)."""
-    e = np.sort(np.concatenate([tris[:, [0, 1]], tris[:, [1, 2]], tris[:, [2, 0]]]), axis=1)
-    edges, count = np.unique(e, axis=0, return_counts=True)
+    edges, count = edge_counts(tris)
     return np.unique(edges[count == 1])
 
 
