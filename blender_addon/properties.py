@@ -43,6 +43,12 @@ RENDER_MODE_ITEMS = (
     ("RANGE", "Frame Range", "Render every frame of the scene's range, following the camera animation"),
 )
 
+RENDER_RIG_ITEMS = (
+    ("AUTO", "Auto", "The asset skin's shape keys when the avatar has an asset, else the scan head's"),
+    ("ASSET", "Asset", "The asset skin's shape keys (level 0): the neural render moves as the asset does"),
+    ("SCAN", "Scan Head", "The scan head's shape keys: the bundle's own expression rig"),
+)
+
 
 class LIKENESS_PG_avatar_item(bpy.types.PropertyGroup):
     """One avatar the engine knows (``GET /v1/avatars``)."""
@@ -79,6 +85,12 @@ class LIKENESS_PG_scene(bpy.types.PropertyGroup):
     render_mode: EnumProperty(name="Frames", items=RENDER_MODE_ITEMS, default="CURRENT")
     render_as_background: BoolProperty(
         name="As Camera Background", default=True, description="Show the neural render behind the camera view"
+    )
+    render_rig: EnumProperty(
+        name="Keys From",
+        items=RENDER_RIG_ITEMS,
+        default="AUTO",
+        description="Whose shape keys set the neural render's expression (and which rig moves the field)",
     )
 
 

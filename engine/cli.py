@@ -140,11 +140,13 @@ def cmd_render(args) -> int:
     cam, intr = avatar.orbit(
         args.yaw, args.pitch, args.size, distance_m=args.distance, fov_deg=args.fov, focal_mm=args.focal_mm
     )
-    deform = None
+    deform, rig_note = None, ""
     if getattr(args, "expression", None):
+        from engine.rig import resolve_rig
         from engine.rig.cli_support import deform_from_args
 
         deform = deform_from_args(avatar, args.expression, rig=args.rig)
+        rig_note = f", the {resolve_rig(avatar, args.rig)} rig"
     t0 = time.perf_counter()
     out = avatar.render(cam, intr, deform=deform)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
@@ -157,7 +159,7 @@ def cmd_render(args) -> int:
     cov = float((out["alpha"] > 0.5).mean())
     print(
         f"rendered {args.output} ({args.size}x{args.size}) in {time.perf_counter() - t0:.2f} s, "
-        f"focal {intr.fx:.1f} px, distance {np.linalg.norm(cam[:3, 3]):.3f} m, coverage {cov:.2f}"
+        f"focal {intr.fx:.1f} px, distance {np.linalg.norm(cam[:3, 3]):.3f} m, coverage {cov:.2f}{rig_note}"
     )
     return 0
 
@@ -433,9 +435,10 @@ def make_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--rig",
         choices=RIG_SOURCES,
-        default="proxy",
-        help="whose shapes move the field under --expression: proxy (the bundle's own rig) | asset (the asset's "
-        "template keys, so the render moves as asset/head.glb does; docs/RIG.md)",
+        default="auto",
+        help="whose shapes move the field under --expression: auto (asset when the bundle has one, else proxy; "
+        "the default) | proxy (the bundle's own rig) | asset (the asset's template keys, so the render moves as "
+        "asset/head.glb does; docs/RIG.md)",
     )
     r.add_argument("-o", "--output", required=True)
     r.add_argument("--depth", help="also write z-depth (metres) as EXR")

@@ -10,7 +10,7 @@ Quality = Literal["draft", "standard", "high"]
 Device = Literal["auto", "cpu", "cuda"]
 LandmarkBackend = Literal["auto", "mediapipe", "face-alignment"]
 UvLayout = Literal["shared", "subject"]
-RigSource = Literal["proxy", "asset"]
+RigSource = Literal["auto", "proxy", "asset"]
 QUALITIES: tuple[str, ...] = get_args(Quality)
 DEVICES: tuple[str, ...] = get_args(Device)
 LANDMARK_BACKENDS: tuple[str, ...] = get_args(LandmarkBackend)
@@ -20,7 +20,8 @@ relaxed on this head's own snapped skin (engine/asset/uvsubject.py; less stretch
 RIG_SOURCES: tuple[str, ...] = get_args(RigSource)
 """Whose shapes move the field under an expression: ``proxy``, the bundle's own rig authored on the face proxy
 (docs/RIG.md); ``asset``, the asset's template keys (asset/head.glb) carried onto the proxy, so the neural render
-moves as the asset's mesh does (engine/rig/asset_rig.py)."""
+moves as the asset's mesh does (engine/rig/asset_rig.py); ``auto`` (the default everywhere), ``asset`` when the
+bundle has an asset and ``proxy`` otherwise."""
 DEFAULT_METHOD = "head-prior"
 
 

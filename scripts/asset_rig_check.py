@@ -88,7 +88,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--size", type=int, default=256, help="pixels per tile")
     ap.add_argument("--scale-mm", type=float, default=10.0, help="the displacement shown as the hottest colour")
     a = ap.parse_args(argv)
-    folder = a.asset if (a.asset / "head.glb").is_file() else a.asset / "asset"
+    # a bundle's own head.glb is the scan mesh: its asset is in asset/ (ASSET may be either folder)
+    folder = a.asset / "asset" if (a.asset / "asset" / "head.glb").is_file() else a.asset
     if not (folder / "head.glb").is_file():
         print(f"asset_rig_check: no asset in {a.asset} (make one: likeness asset BUNDLE)", file=sys.stderr)
         return 2

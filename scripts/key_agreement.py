@@ -33,7 +33,7 @@ from engine.asset.measure import edge_counts  # noqa: E402
 from engine.avatar import load_avatar  # noqa: E402
 from engine.conventions import cam2world_gl_to_cv, project_points  # noqa: E402
 from engine.extract.raster import rasterize  # noqa: E402
-from engine.rig import RIG_SOURCES, deform_for_avatar  # noqa: E402
+from engine.rig import RIG_SOURCES, deform_for_avatar, resolve_rig  # noqa: E402
 from engine.rig.arkit import ARKIT_NAMES  # noqa: E402
 from engine.rig.asset_rig import read_asset_keys  # noqa: E402
 from engine.rig.measure import measurement_cameras  # noqa: E402
@@ -101,7 +101,7 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=192)
     p.add_argument("--fov", type=float, default=22.0, help="vertical field of view, degrees (the whole head)")
     p.add_argument("--keys", default="", help="comma-separated ARKit names (default: all 52)")
-    p.add_argument("--rig", choices=RIG_SOURCES, default="proxy", help="whose shapes move the field (docs/RIG.md)")
+    p.add_argument("--rig", choices=RIG_SOURCES, default="auto", help="whose shapes move the field (docs/RIG.md)")
     p.add_argument("-o", "--output", help="PNG: the lowest keys' silhouettes")
     a = p.parse_args(argv)
     bundle = Path(a.bundle)
@@ -164,7 +164,7 @@ def main(argv=None) -> int:
         }
     report["seconds"] = round(time.perf_counter() - t0, 1)
     report["keys_scored"] = len(keys)
-    report["rig"] = a.rig
+    report["rig"] = resolve_rig(avatar, a.rig)
     print(json.dumps(report, indent=1))
     if a.output:
         from PIL import Image, ImageDraw

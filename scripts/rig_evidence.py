@@ -1,9 +1,10 @@
 """The expression rig's evidence on neural renders of a bundle (engine/rig/measure.py evidence: jawOpen's lip gap,
 eyeBlinkLeft's eye-aspect-ratio change on both eyes over three views, the smiles' corner rise, the render ->
 landmarks -> weights round trip), measured with mediapipe; prints JSON. ``--rig asset`` moves the field by the
-asset's template keys instead of the bundle's proxy rig (docs/RIG.md).
+asset's template keys, ``--rig proxy`` by the bundle's proxy rig; ``auto`` (default) the asset's when there is one
+(docs/RIG.md).
 
-    python scripts/rig_evidence.py BUNDLE [--rig proxy|asset] [--size 256]
+    python scripts/rig_evidence.py BUNDLE [--rig auto|proxy|asset] [--size 256]
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from engine.errors import LikenessError  # noqa: E402
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("bundle")
-    p.add_argument("--rig", choices=RIG_SOURCES, default="proxy")
+    p.add_argument("--rig", choices=RIG_SOURCES, default="auto")
     p.add_argument("--size", type=int, default=256)
     a = p.parse_args(argv)
     from engine.avatar import load_avatar

@@ -175,8 +175,8 @@ def test_import_sets_shape_keys_to_the_photo_expression(imported, bundle_dir):
     assert len(keys) == 53
     got = {kb.name: kb.value for kb in keys[1:]}
     assert got == pytest.approx({n: photo.get(n, 0.0) for n in got}, abs=1e-6)
-    (req,) = scene_io.frame_requests(bpy.context.scene, imported.camera, imported, [1])
-    assert req[3] == pytest.approx({n: w for n, w in photo.items() if w > 1e-6}, abs=1e-6)
+    (req,) = scene_io.frame_requests(bpy.context.scene, imported.camera, imported, [1], keys_from="SCAN")
+    assert req[4] == "proxy" and req[3] == pytest.approx({n: w for n, w in photo.items() if w > 1e-6}, abs=1e-6)
     for kb in keys[1:]:
         kb.value = 0.0
     assert scene_io.expression_weights(imported.head) == {}  # the neutral face, as the mesh now shows
@@ -399,8 +399,13 @@ def test_morph_targets_become_arkit_shape_keys_and_the_render_expression(addon, 
     assert moved.sum() == (base.positions[:, 1] < -0.05).sum()  # engine -Y (down) is Blender -Z
     keys["jawOpen"].value = 0.7
     keys["eyeBlinkLeft"].value = 0.0
-    (req,) = scene_io.frame_requests(bpy.context.scene, av.camera, av, [1])
-    frame, cam2world, intr, expression = req
+    if (copy / "asset" / "head.glb").is_file():  # Keys From: Auto reads the asset skin's keys, for the asset rig
+        (req,) = scene_io.frame_requests(bpy.context.scene, av.camera, av, [1])
+        skin = scene_io.lod_skins(scene_io.asset_collection(av))[0]
+        assert req[4] == "asset" and req[3] == scene_io.expression_weights(skin)
+    (req,) = scene_io.frame_requests(bpy.context.scene, av.camera, av, [1], keys_from="SCAN")
+    frame, cam2world, intr, expression, rig = req
+    assert rig == "proxy"  # the scan head's keys: the bundle's own rig
     assert expression == {"jawOpen": pytest.approx(0.7)}
     manifest = json.loads((copy / "manifest.json").read_text())
     np.testing.assert_allclose(cam2world, manifest["camera"]["cam2world"], atol=1e-6)

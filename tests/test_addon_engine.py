@@ -19,6 +19,7 @@ from blender_addon.client import (
     BadInput,
     BuildOptions,
     EngineClient,
+    EngineError,
     EngineUnreachable,
     FieldMissing,
     LocalEngine,
@@ -124,10 +125,10 @@ def test_a_local_engine_that_cannot_start_says_why(tmp_path):
         engine.start(timeout_s=30)
 
 
-def _bundle_copy(src: Path, dest: Path, field: bool = True) -> Path:
-    """A bundle folder on disk as an artist has it (without the turntable, views and asset, which rendering does not
-    need); ``field=False``: as a download from an engine, without the radiance field."""
-    skip = ["turntable*", "view_*", "asset", *([] if field else ["field.safetensors"])]
+def _bundle_copy(src: Path, dest: Path, field: bool = True, asset: bool = False) -> Path:
+    """A bundle folder on disk as an artist has it (without the turntable and views, which rendering does not need,
+    and the asset unless ``asset``); ``field=False``: as a download from an engine, without the radiance field."""
+    skip = ["turntable*", "view_*", *([] if asset else ["asset"]), *([] if field else ["field.safetensors"])]
     shutil.copytree(src, dest, ignore=shutil.ignore_patterns(*skip))
     return dest
 
@@ -171,6 +172,22 @@ def test_client_uploads_a_bundle_folder_the_engine_did_not_build(tmp_path, bundl
         assert [a.id for a in client.avatars()] == [avatar_id] and client.has_avatar(avatar_id)
         cam2world, intrinsics = _work_camera(json.loads((folder / "manifest.json").read_text()), 32)
         assert client.render(avatar_id, cam2world, intrinsics, {"jawOpen": 0.5})[:8] == b"\x89PNG\r\n\x1a\n"
+
+        # with its asset: sent when the engine takes one (its health says how large), its keys drive the field
+        if (bundle_dir / "asset" / "head.glb").is_file():
+            with_asset = _bundle_copy(bundle_dir, tmp_path / "with_asset", asset=True)
+            glb_size = (with_asset / "asset" / "head.glb").stat().st_size
+            cap = client.health().max_asset_bytes
+            assert cap >= glb_size
+            assert [n for n, _ in upload_parts(with_asset, cap)][-1] == "asset_glb"
+            assert "asset_glb" not in dict(upload_parts(with_asset, 0))  # an engine that takes no asset
+            assert "asset_glb" not in dict(upload_parts(with_asset, glb_size - 1))  # too large: left out
+            asset_id = client.upload_bundle(with_asset)
+            assert asset_id != avatar_id and client.manifest(asset_id)["files"]["asset_glb"] == "asset/head.glb"
+            assert client.render(asset_id, cam2world, intrinsics, {"jawOpen": 0.5}, rig="asset")[:4] == b"\x89PNG"
+            with pytest.raises(EngineError, match="no asset") as exc:
+                client.render(avatar_id, cam2world, intrinsics, {"jawOpen": 0.5}, rig="asset")
+            assert exc.value.code == "no_asset"
     finally:
         engine.stop()
 
@@ -362,8 +379,8 @@ def test_a_bundle_imported_from_disk_renders_through_an_engine_that_did_not_buil
     with pytest.raises(RuntimeError, match="has no radiance field .*connect to the engine that built"):
         render(scene_io.find_avatar(bpy.context), str(tmp_path / "r0"))
 
-    # the whole bundle folder, imported from disk: its field goes to the fresh engine once, then it renders
-    folder = _bundle_copy(bundle_dir, tmp_path / "on_disk")
+    # the whole bundle folder, imported from disk: its field (and asset) go to the fresh engine once, then it renders
+    folder = _bundle_copy(bundle_dir, tmp_path / "on_disk", asset=True)
     assert bpy.ops.likeness.import_avatar(directory=str(folder)) == {"FINISHED"}
     avatar = scene_io.find_avatar(bpy.context)
     assert avatar.info["avatar_id"] == "" and UPLOADED_ID not in avatar.info
@@ -376,11 +393,16 @@ def test_a_bundle_imported_from_disk_renders_through_an_engine_that_did_not_buil
     served = np.asarray(Image.open(img.filepath), np.int16)
 
     # the pixels are the bundle's own: the same request rendered in-process from the folder
-    [(_, cam2world, intrinsics, expression)] = scene_io.frame_requests(
+    [(_, cam2world, intrinsics, expression, rig)] = scene_io.frame_requests(
         scene, avatar.camera, avatar, [scene.frame_current]
     )
+    if (folder / "asset" / "head.glb").is_file():  # Keys From: Auto -- the asset skin's keys, on the asset rig
+        from engine.rig.asset_rig import read_asset_keys
+
+        defaults = read_asset_keys(folder / "asset" / "head.glb").default_weights
+        assert rig == "asset" and max(expression.values()) == pytest.approx(defaults.max(), abs=1e-5)
     local = load_avatar(folder)
-    deform = None if expression is None else deform_for_avatar(local, expression)
+    deform = None if expression is None else deform_for_avatar(local, expression, rig=rig)
     mine = rgba_u8(local.render(np.array(cam2world), Intrinsics.from_dict(intrinsics), deform=deform)).astype(np.int16)
     print(f"neural render of an uploaded bundle vs in-process: max |diff| {np.abs(served - mine).max()}")
     assert np.abs(served - mine).max() <= 2 and (mine[..., 3] > 128).mean() > 0.05  # the head in the photo frame

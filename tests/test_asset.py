@@ -258,7 +258,7 @@ def test_asset_stats(asset_dir):
 
 
 @pytest.mark.slow
-def test_asset_rig_check_script(asset_dir, tmp_path):
+def test_asset_rig_check_script(asset_dir, bundle_dir, tmp_path):
     from PIL import Image
 
     sheet = tmp_path / "rig_heat.png"
@@ -272,6 +272,16 @@ def test_asset_rig_check_script(asset_dir, tmp_path):
     assert r["bars"]["jaw_parts_follow"] and r["bars"]["eyeLook_max_rigid_rms_mm"] < 0.1
     info = json.loads((asset_dir / "asset.json").read_text())
     assert "jawOpen" in info["rig"]["neck_motion_removed_max_mm"]
+
+    # given a bundle folder (whose own head.glb is the scan mesh, no template ids), it reads the asset in asset/
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    shutil.copy(bundle_dir / "head.glb", bundle / "head.glb")
+    (bundle / "asset").symlink_to(asset_dir, target_is_directory=True)
+    cmd = [sys.executable, str(REPO / "scripts" / "asset_rig_check.py"), str(bundle), "-o", str(tmp_path / "b.png")]
+    p = subprocess.run([*cmd, "--size", "32"], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["keys"]["jawOpen"] == jaw
 
 
 @pytest.mark.slow

@@ -129,7 +129,7 @@ def test_the_asset_rig_refuses_a_bundle_without_an_asset_in_one_line(avatar, tmp
     with pytest.raises(BundleError, match="no asset") as e:
         deform_for_avatar(load_avatar(bare), {"jawOpen": 1.0}, rig="asset")
     assert "\n" not in str(e.value) and "likeness asset" in e.value.hint
-    with pytest.raises(InputError, match="rig is one of proxy, asset"):
+    with pytest.raises(InputError, match="rig is one of auto, proxy, asset"):
         deform_for_avatar(avatar, {"jawOpen": 1.0}, rig="template")
     p = subprocess.run([sys.executable, "-m", "engine", "render", str(bare), "--expression", "jawOpen=1", "--rig",
                         "asset", "--size", "32", "-o", str(tmp_path / "x.png")],
@@ -151,4 +151,37 @@ def test_cli_renders_with_the_asset_rig(avatar, tmp_path):
     from engine.cli import make_parser
 
     assert make_parser().parse_args(["render", "b", "--rig", "asset", "-o", "x.png"]).rig == "asset"
-    assert make_parser().parse_args(["render", "b", "-o", "x.png"]).rig == "proxy" == RIG_SOURCES[0]
+    assert make_parser().parse_args(["render", "b", "-o", "x.png"]).rig == "auto" == RIG_SOURCES[0]
+    assert p.stdout.strip().endswith("the asset rig"), p.stdout
+
+
+def test_auto_is_the_asset_where_the_bundle_has_one_else_the_proxy(avatar, rig, tmp_path, caplog):
+    """The default rig: the asset's keys on a bundle with an asset; the proxy's on one without, silently, and on one
+    whose asset cannot be read, with one warning line -- never a refusal."""
+    from engine.avatar import load_avatar
+    from engine.rig import deform_for_avatar, photo_weights, resolve_rig, rig_for_avatar, rig_named
+
+    assert resolve_rig(avatar) == "asset" and rig_named(avatar) is rig
+    assert photo_weights(avatar) == photo_weights(avatar, rig="asset")
+    assert deform_for_avatar(avatar, {"jawOpen": 1.0}) is deform_for_avatar(avatar, {"jawOpen": 1.0}, rig="asset")
+    bare = tmp_path / "bare"
+    shutil.copytree(avatar.path, bare, ignore=shutil.ignore_patterns("asset"))
+    bare_avatar = load_avatar(bare)
+    with caplog.at_level("WARNING", logger="likeness.rig"):
+        assert resolve_rig(bare_avatar) == "proxy" and rig_named(bare_avatar) is rig_for_avatar(bare_avatar)
+    assert not caplog.records
+    broken = tmp_path / "broken"
+    shutil.copytree(avatar.path, broken)
+    (broken / "asset" / "head.glb").write_bytes(b"glTF not really")
+    broken_avatar = load_avatar(broken)
+    with caplog.at_level("WARNING", logger="likeness.rig"):
+        for _ in range(2):
+            assert resolve_rig(broken_avatar) == "proxy"
+        deform_for_avatar(broken_avatar, {"jawOpen": 1.0})
+    assert len(caplog.records) == 1, [r.getMessage() for r in caplog.records]
+    line = caplog.records[0].getMessage()
+    assert "cannot drive the field" in line and "proxy rig" in line and "\n" not in line
+    p = subprocess.run([sys.executable, "-m", "engine", "render", str(bare), "--expression", "jawOpen=1",
+                        "--size", "32", "-o", str(tmp_path / "bare.png")],
+                       capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert p.returncode == 0 and p.stdout.strip().endswith("the proxy rig"), p.stdout + p.stderr

@@ -22,7 +22,7 @@ def avatar(draft_bundle):
 def evidence(avatar):
     from engine.rig.measure import evidence
 
-    return evidence(avatar)
+    return evidence(avatar, rig="proxy")  # the bundle's own rig (the asset's: tests/test_rig_asset.py)
 
 
 def test_bundle_carries_the_rig(draft_bundle):

@@ -1,7 +1,8 @@
 """The render route's ``expression`` against a real ``likeness serve`` process (no mocks), serving the session's
 draft bundle: absent or null renders the field as fitted (the photo's own expression); ``{}`` is the neutral face,
-which differs from it when the photo is not neutral; the photo's weights reproduce the fitted render; an unknown
-name is refused before anything is queued."""
+which differs from it when the photo is not neutral; the photo's weights reproduce the fitted render on either rig
+(the proxy's from expression.json, the asset's from its GLB's default weights, the latter under the default rig,
+auto); an unknown name or rig is refused before anything is queued."""
 
 from __future__ import annotations
 
@@ -41,14 +42,36 @@ def test_empty_expression_is_neutral_and_absent_is_the_photo(served, bundle_dir)
         url = f"/v1/avatars/{AVATAR_ID}/render"
         absent = _rgba(c.post(url, json=cam))
         null = _rgba(c.post(url, json={**cam, "expression": None}))
-        neutral = _rgba(c.post(url, json={**cam, "expression": {}}))
-        as_photo = _rgba(c.post(url, json={**cam, "expression": photo}))
+        neutral = _rgba(c.post(url, json={**cam, "expression": {}, "rig": "proxy"}))
+        neutral_auto = _rgba(c.post(url, json={**cam, "expression": {}}))
+        as_photo = _rgba(c.post(url, json={**cam, "expression": photo, "rig": "proxy"}))
+        as_photo_asset = None
+        if (bundle_dir / "asset" / "head.glb").is_file():
+            from engine.rig.arkit import ARKIT_NAMES, to_dict
+            from engine.rig.asset_rig import read_asset_keys
+
+            w = read_asset_keys(bundle_dir / "asset" / "head.glb").default_weights
+            as_photo_asset = _rgba(c.post(url, json={**cam, "expression": to_dict(w, skip_zero=True)}))
+            assert len(w) == len(ARKIT_NAMES)
         bad = c.post(url, json={**cam, "expression": {"jawOpn": 0.5}})
+        bad_rig = c.post(url, json={**cam, "expression": {}, "rig": "scan"})
     np.testing.assert_array_equal(null, absent)
     assert (absent[..., 3] > 128).mean() > 0.3, "the face should fill the frame"
     diff = np.abs(neutral - absent)[..., :3].max(-1)
     print(f"neutral vs photo expression: {(diff > 8).mean():.1%} of pixels differ by more than 8/255")
     assert (diff > 8).mean() > 0.01, "{} must render the neutral face, not the photo's expression"
+    # the default rig (auto) is the asset's here, which reads the photo's smile weaker (docs/RIG.md): its neutral
+    # face is nearer the photo, but still not it
+    if as_photo_asset is not None:
+        diff_auto = np.abs(neutral_auto - absent)[..., :3].max(-1)
+        print(f"asset rig: neutral vs photo: {(diff_auto > 8).mean():.1%} of pixels differ by more than 8/255")
+        assert (diff_auto > 8).mean() > 0.002
+        assert np.abs(neutral_auto - neutral).max() > 8, "the two rigs' neutral faces are not the same face"
+    else:  # no asset: auto is the proxy
+        np.testing.assert_array_equal(neutral_auto, neutral)
     assert np.abs(as_photo - absent).max() <= 1, "the photo's weights reproduce the fitted field"
+    if as_photo_asset is not None:
+        assert np.abs(as_photo_asset - absent).max() <= 1, "the asset's photo weights reproduce it on the asset rig"
+    assert bad_rig.status_code == 422 and "rig" in bad_rig.text, bad_rig.text
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "bad_expression", bad.text
     assert "jawOpn" in bad.json()["error"]["message"]

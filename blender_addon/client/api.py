@@ -218,13 +218,14 @@ class EngineClient:
         return True
 
     def upload_bundle(self, bundle_dir: str | Path, max_field_bytes: int = 0) -> str:
-        """Send a bundle folder the engine did not build -- its manifest, field and, for expressions, landmarks and
-        photo expression -- streamed from the files (``POST /v1/avatars``); returns the engine's id for it, the
-        same for the same files however often they are sent. The field must fit the engine's cap
-        (``max_field_bytes``; 0: the cap its health reports), checked before anything is sent.
-        :class:`~.bundle_upload.FieldMissing` when the folder has no field."""
-        parts = bundle_upload.upload_parts(bundle_dir)
-        limit = max_field_bytes or self.health().max_field_bytes or bundle_upload.DEFAULT_MAX_FIELD_BYTES
+        """Send a bundle folder the engine did not build -- its manifest, field and, for expressions, landmarks,
+        photo expression and the asset GLB (when the engine takes one and it fits) -- streamed from the files
+        (``POST /v1/avatars``); returns the engine's id for it, the same for the same files however often they
+        are sent. The field must fit the engine's cap (``max_field_bytes``; 0: the cap its health reports),
+        checked before anything is sent. :class:`~.bundle_upload.FieldMissing` when the folder has no field."""
+        health = self.health()
+        parts = bundle_upload.upload_parts(bundle_dir, max_asset_bytes=health.max_asset_bytes)
+        limit = max_field_bytes or health.max_field_bytes or bundle_upload.DEFAULT_MAX_FIELD_BYTES
         bundle_upload.check_field_size(parts, limit, self.base_url)
         boundary = "likeness-" + uuid.uuid4().hex
         body, length = bundle_upload.multipart_stream(parts, boundary)
@@ -291,10 +292,12 @@ class EngineClient:
         expression: dict[str, float] | None = None,
         output: str = "png",
         timeout_s: float = RENDER_TIMEOUT_S,
+        rig: str | None = None,
     ) -> bytes:
         """Neural render of the radiance field: PNG (RGBA, straight alpha) or, with ``output="depth_exr"``, EXR.
         ``expression``: ARKit weights (names left out are 0, so ``{}`` is the neutral face); None renders the face
-        as photographed."""
+        as photographed. ``rig``: whose shapes move the field (``asset`` | ``proxy``; None: the engine's default,
+        the asset's when the avatar has one)."""
         payload = {
             "cam2world": [[float(v) for v in row] for row in cam2world],
             "intrinsics": intrinsics,
@@ -302,6 +305,8 @@ class EngineClient:
         }
         if expression is not None:
             payload["expression"] = {k: float(v) for k, v in expression.items()}
+            if rig is not None:
+                payload["rig"] = rig
         body = json.dumps(payload).encode("utf-8")
         raw, _ = self._request(
             "POST",

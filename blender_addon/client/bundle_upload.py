@@ -1,6 +1,6 @@
 """A bundle folder sent to an engine that did not build it (``POST /v1/avatars``): its manifest, its radiance field
-and what expression renders read (landmarks, the photo's expression), as one multipart body streamed from the
-files, never read whole into memory. Stdlib only (no bpy, no engine import)."""
+and what expression renders read (landmarks, the photo's expression, the asset's keys), as one multipart body
+streamed from the files, never read whole into memory. Stdlib only (no bpy, no engine import)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from .errors import BadInput, EngineError
 
 UPLOAD_KEYS = ("field", "landmarks", "expression")
 """The manifest keys sent besides ``manifest.json`` (``field`` required, the others when the bundle has them)."""
+ASSET_KEY = "asset_glb"
+"""The asset GLB, sent too when the engine says it takes one (its health's ``max_asset_bytes``)."""
 DEFAULT_MAX_FIELD_BYTES = 256 * 2**20
 """The engine's default cap on a field (its ``LIKENESS_MAX_FIELD_BYTES``), for an engine whose health says none."""
 CHUNK_BYTES = 1 << 20
@@ -28,10 +30,12 @@ def _label(folder: Path) -> str:
     return f"the bundle folder {folder.name!r}"
 
 
-def upload_parts(bundle_dir: str | os.PathLike) -> list[tuple[str, Path]]:
+def upload_parts(bundle_dir: str | os.PathLike, max_asset_bytes: int = 0) -> list[tuple[str, Path]]:
     """(form part name, file) of what to send for ``bundle_dir``: ``manifest`` and ``field`` always, ``landmarks``
-    and ``expression`` when listed and present. :class:`FieldMissing` when there is no field;
-    :class:`BadInput` when the folder is not a bundle or names a file outside itself."""
+    and ``expression`` when listed and present, ``asset_glb`` (whose keys drive the field under the asset rig) when
+    listed, present and at most ``max_asset_bytes`` (0: an engine that takes no asset, so none is sent; a larger
+    asset is left out and the engine renders expressions on the proxy rig). :class:`FieldMissing` when there is no
+    field; :class:`BadInput` when the folder is not a bundle or names a file outside itself."""
     folder = Path(bundle_dir).expanduser()
     try:
         manifest_file = bundle_path(folder, "manifest.json", "manifest.json")
@@ -39,6 +43,7 @@ def upload_parts(bundle_dir: str | os.PathLike) -> list[tuple[str, Path]]:
         if not isinstance(manifest, dict):
             raise BundleInvalid(f"{_label(folder)} holds a manifest.json that is not a JSON object")
         files = {key: bundle_file(folder, manifest, key, required=False) for key in UPLOAD_KEYS}
+        asset = bundle_file(folder, manifest, ASSET_KEY, required=False) if max_asset_bytes > 0 else None
     except BundleInvalid as exc:
         raise BadInput(str(exc), "import the bundle again from a complete bundle folder") from exc
     if files["field"] is None:
@@ -48,6 +53,8 @@ def upload_parts(bundle_dir: str | os.PathLike) -> list[tuple[str, Path]]:
             "connect to the engine that built the avatar, or copy field.safetensors from the bundle folder "
             f"likeness wrote into {folder}",
         )
+    if asset is not None and asset.is_file() and asset.stat().st_size <= max_asset_bytes:
+        files[ASSET_KEY] = asset
     return [("manifest", manifest_file)] + [(key, path) for key, path in files.items() if path is not None]
 
 

@@ -19,6 +19,8 @@ class Health:
     busy: bool = False
     max_field_bytes: int = 0
     """The largest field.safetensors the engine imports (0: an engine that does not say)."""
+    max_asset_bytes: int = 0
+    """The largest asset/head.glb the engine imports (0: an engine that takes none)."""
 
     @staticmethod
     def from_dict(d: dict) -> Health:
@@ -29,6 +31,7 @@ class Health:
             queue_length=int(d.get("queue_length") or 0),
             busy=bool(d.get("busy", False)),
             max_field_bytes=int(d.get("max_field_bytes") or 0),
+            max_asset_bytes=int(d.get("max_asset_bytes") or 0),
         )
 
 

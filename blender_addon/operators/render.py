@@ -14,7 +14,7 @@ from bpy.props import BoolProperty, EnumProperty, StringProperty
 from .. import engine_link, jobs, scene_io
 from ..client import Cancelled, NotFound
 from ..preferences import engine_settings
-from ..properties import RENDER_MODE_ITEMS
+from ..properties import RENDER_MODE_ITEMS, RENDER_RIG_ITEMS
 from .common import AVATAR, WAIT, finish, idle, print_error, require_avatar
 
 UPLOADED_ID = "uploaded_avatar_id"
@@ -67,6 +67,9 @@ class LIKENESS_OT_neural_render(bpy.types.Operator):
 
     avatar: AVATAR
     mode: EnumProperty(name="Frames", items=RENDER_MODE_ITEMS, default="CURRENT")
+    keys_from: EnumProperty(
+        name="Keys From", items=RENDER_RIG_ITEMS, default="AUTO", description="Whose shape keys set the expression"
+    )
     camera: StringProperty(name="Camera", options={"SKIP_SAVE"}, description="Camera (empty: the scene camera)")
     as_background: BoolProperty(
         name="As Camera Background", default=True, description="Show the result behind that camera's view"
@@ -88,6 +91,7 @@ class LIKENESS_OT_neural_render(bpy.types.Operator):
         scene = context.scene
         if self.use_panel:
             self.mode, self.as_background = scene.likeness.render_mode, scene.likeness.render_as_background
+            self.keys_from = scene.likeness.render_rig
         avatar = require_avatar(self, context, self.avatar)
         if avatar is None:
             return {"CANCELLED"}
@@ -98,7 +102,11 @@ class LIKENESS_OT_neural_render(bpy.types.Operator):
         frames = (
             [scene.frame_current] if self.mode == "CURRENT" else list(range(scene.frame_start, scene.frame_end + 1))
         )
-        requests = scene_io.frame_requests(scene, cam, avatar, frames)
+        try:
+            requests = scene_io.frame_requests(scene, cam, avatar, frames, self.keys_from)
+        except ValueError as exc:
+            self.report({"ERROR"}, f"{exc}: set Keys From to Scan Head or Auto")
+            return {"CANCELLED"}
         out_dir = output_folder(context, self.output_dir)
         prefix = "neural_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", cam.name)
         info, settings, coll_name = avatar.info, engine_settings(context), avatar.collection.name
@@ -109,10 +117,10 @@ class LIKENESS_OT_neural_render(bpy.types.Operator):
             avatar_id, uploaded = engine_avatar_id(client, info, task)
             out_dir.mkdir(parents=True, exist_ok=True)
             paths, t0 = [], time.monotonic()
-            for i, (frame, cam2world, intrinsics, expression) in enumerate(requests):
+            for i, (frame, cam2world, intrinsics, expression, rig) in enumerate(requests):
                 if task.cancelled():
                     raise Cancelled("the neural render was cancelled")
-                png = client.render(avatar_id, cam2world, intrinsics, expression, "png")
+                png = client.render(avatar_id, cam2world, intrinsics, expression, "png", rig=rig)
                 path = out_dir / f"{prefix}_{frame:04d}.png"
                 tmp = path.with_suffix(".part")
                 tmp.write_bytes(png)

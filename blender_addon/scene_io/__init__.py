@@ -42,7 +42,7 @@ from .livelink import (
     target_shapes,
 )
 from .lod import LOD_PROP, asset_collection, asset_shown, lod_skins, show_asset, show_lod, shown_lod
-from .renders import add_studio_lights, expression_weights, frame_requests, load_render
+from .renders import add_studio_lights, expression_source, expression_weights, frame_requests, load_render
 from .rigs import (
     MIN_CLEARANCE_M,
     face_points_world,
@@ -70,6 +70,7 @@ __all__ = [
     "avatar_from_collection",
     "avatars_in_scene",
     "camera_intrinsics",
+    "expression_source",
     "expression_weights",
     "face_points_world",
     "face_width_depth",

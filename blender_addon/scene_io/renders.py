@@ -15,9 +15,28 @@ from .common import ROLE, AvatarScene, camera_intrinsics, head_centre, link_obje
 ARKIT_NAMES = frozenset(ARKIT_52)
 
 
-def frame_requests(scene: bpy.types.Scene, cam: bpy.types.Object, avatar: AvatarScene, frames: list[int]) -> list:
-    """For each frame: (frame, engine cam2world, intrinsics dict, expression {shape key: weight} or None, see
-    :func:`expression_weights`), read by stepping the scene through the frames (the current frame is restored)."""
+def expression_source(avatar: AvatarScene, keys_from: str = "AUTO") -> tuple[bpy.types.Object | None, str]:
+    """(the mesh whose shape keys set a neural render's expression, the engine rig that reads them): the asset's
+    level-0 skin with ``asset`` (``keys_from`` ``ASSET``, or ``AUTO`` when the avatar has an asset skin with ARKit
+    keys), else the scan head with ``proxy``. ValueError for ``ASSET`` on an avatar without an asset."""
+    from .lod import asset_collection, lod_skins
+
+    skin = lod_skins(asset_collection(avatar)).get(0)
+    has_keys = skin is not None and expression_weights(skin) is not None
+    if keys_from == "ASSET" and not has_keys:
+        raise ValueError(f"{avatar.name} has no asset skin with ARKit shape keys")
+    if keys_from in ("ASSET", "AUTO") and has_keys:
+        return skin, "asset"
+    return avatar.head, "proxy"
+
+
+def frame_requests(
+    scene: bpy.types.Scene, cam: bpy.types.Object, avatar: AvatarScene, frames: list[int], keys_from: str = "AUTO"
+) -> list:
+    """For each frame: (frame, engine cam2world, intrinsics dict, expression {shape key: weight} or None, rig), the
+    expression read from :func:`expression_source`'s mesh (see :func:`expression_weights`) and ``rig`` the engine
+    rig for it, read by stepping the scene through the frames (the current frame is restored)."""
+    source, rig = expression_source(avatar, keys_from)
     current = scene.frame_current, scene.frame_subframe
     out = []
     try:
@@ -26,7 +45,7 @@ def frame_requests(scene: bpy.types.Scene, cam: bpy.types.Object, avatar: Avatar
             # the avatar may have been moved: express the camera relative to the head, in the engine frame
             rel = cam.matrix_world if avatar.head is None else avatar.head.matrix_world.inverted() @ cam.matrix_world
             cam2world = cv.cam2world_blender_to_engine(rel)
-            out.append((f, cam2world, camera_intrinsics(scene, cam).to_dict(), expression_weights(avatar.head)))
+            out.append((f, cam2world, camera_intrinsics(scene, cam).to_dict(), expression_weights(source), rig))
     finally:
         scene.frame_set(current[0], subframe=current[1])
     return out

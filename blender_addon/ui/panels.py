@@ -139,6 +139,15 @@ class LIKENESS_PT_neural_render(_Tab, bpy.types.Panel):
         s, layout = context.scene.likeness, self.layout
         layout.row().prop(s, "render_mode", expand=True)
         layout.prop(s, "render_as_background")
+        layout.prop(s, "render_rig")
+        avatar = scene_io.find_avatar(context)
+        if avatar is not None:
+            try:
+                source, _ = scene_io.expression_source(avatar, s.render_rig)
+            except ValueError:
+                layout.label(text="This avatar has no asset skin", icon="ERROR")
+            else:
+                layout.label(text=f"Expression: {source.name if source else 'as photographed'}", icon="SHAPEKEY_DATA")
         task = jobs.latest("render")
         if task is None or task.finished:
             layout.operator("likeness.neural_render", icon="RENDER_STILL").use_panel = True

@@ -11,6 +11,7 @@ Weights are absolute ARKit weights in [0, 1]; names in any of the three spelling
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -29,19 +30,23 @@ __all__ = [
     "deform_for_avatar",
     "expressed_frame_seconds",
     "photo_weights",
+    "resolve_rig",
     "rig_for_avatar",
 ]
+
+log = logging.getLogger("likeness.rig")
 
 _DEFORMS: OrderedDict = OrderedDict()
 _DEFORM_CACHE = 8
 _LOCK = threading.Lock()
 
 
-def deform_for_avatar(avatar, weights: Mapping[str, float] | None, device=None, rig: str = "proxy"):
+def deform_for_avatar(avatar, weights: Mapping[str, float] | None, device=None, rig: str = "auto"):
     """The backward warp (an :class:`engine.rig.expression.ExpressionDeform`) for ARKit ``weights`` on a loaded
     avatar, to pass as ``deform=`` to ``Avatar.render`` / ``render_image``; ``rig`` is one of
-    :data:`RIG_SOURCES`. Raises :class:`engine.errors.InputError` for an unknown name, a weight outside [0, 1] or
-    an unknown rig, :class:`engine.errors.BundleError` for ``rig="asset"`` on a bundle without an asset. Recent
+    :data:`RIG_SOURCES` (``auto``: the asset's keys when the bundle has an asset, else the proxy's). Raises
+    :class:`engine.errors.InputError` for an unknown name, a weight outside [0, 1] or an unknown rig,
+    :class:`engine.errors.BundleError` for ``rig="asset"`` on a bundle without a usable asset. Recent
     expressions are cached (a turntable re-uses one warp); safe to call from several threads."""
     from engine.rig.expression import ExpressionDeform
 
@@ -61,18 +66,46 @@ def deform_for_avatar(avatar, weights: Mapping[str, float] | None, device=None, 
     return d
 
 
-def rig_named(avatar, rig: str = "proxy"):
-    """The rig (:data:`RIG_SOURCES`) of a loaded avatar whose shapes move its field."""
+def rig_named(avatar, rig: str = "auto"):
+    """The rig (:data:`RIG_SOURCES`) of a loaded avatar whose shapes move its field; ``auto`` is
+    :func:`resolve_rig`'s choice."""
+    from engine.rig.asset_rig import asset_rig_for_avatar
+
+    rig = resolve_rig(avatar, rig)
+    return asset_rig_for_avatar(avatar) if rig == "asset" else rig_for_avatar(avatar)
+
+
+def resolve_rig(avatar, rig: str = "auto") -> str:
+    """``proxy`` or ``asset``: ``rig`` itself, or for ``auto`` the asset when the bundle has one whose keys can
+    drive the field (a bundle without an asset, or whose asset cannot be read, gets the proxy, the latter with
+    one warning line). InputError for a name not in :data:`RIG_SOURCES`."""
     if rig not in RIG_SOURCES:
         raise InputError(f"rig is one of {', '.join(RIG_SOURCES)}, not {rig!r}")
-    if rig == "asset":
-        from engine.rig.asset_rig import asset_rig_for_avatar
+    if rig != "auto":
+        return rig
+    from engine.errors import BundleError
+    from engine.rig.asset_rig import asset_rig_for_avatar, has_asset
 
-        return asset_rig_for_avatar(avatar)
-    return rig_for_avatar(avatar)
+    rig_for_avatar(avatar)  # both rigs move the proxy: its own refusal is the bundle's, not the asset's
+    try:
+        if not has_asset(avatar):
+            return "proxy"
+        asset_rig_for_avatar(avatar)
+    except BundleError as exc:
+        key = ("auto-fallback", str(avatar.path))
+        with _LOCK:
+            first = key not in _WARNED
+            _WARNED.add(key)
+        if first:
+            log.warning("%s; expressions use the proxy rig", exc.message)
+        return "proxy"
+    return "asset"
 
 
-def photo_weights(avatar, rig: str = "proxy") -> dict[str, float]:
+_WARNED: set = set()
+
+
+def photo_weights(avatar, rig: str = "auto") -> dict[str, float]:
     """The photo's estimated ARKit weights (non-zero ones) in ``rig``'s shapes (:data:`RIG_SOURCES`)."""
     return to_dict(rig_named(avatar, rig).photo_weights, skip_zero=True)
 

@@ -20,6 +20,7 @@ all-zero weights are the template's neutral face, as in the GLB. All positions a
 
 from __future__ import annotations
 
+import struct
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -39,6 +40,11 @@ from engine.rig.rig import FaceRig
 LIP_SIDE_SPLIT = 0.5
 """A skin vertex belongs to the lower lip's side when jawOpen moves it at least this fraction of the lower teeth's
 mean motion."""
+
+MAX_ACCESSOR_COUNT = 1 << 21
+"""Elements one accessor of an asset GLB may hold (the skin has ~5k vertices, its subdivided levels ~80k)."""
+MAX_TEMPLATE_VERTICES = 1 << 16
+"""Largest template vertex id + 1 an asset may name (the template head has 4,706)."""
 
 _RIGS: OrderedDict = OrderedDict()
 _RIG_CACHE = 4
@@ -64,6 +70,10 @@ def read_asset_keys(glb: Path | bytes) -> AssetKeys:
     ValueError when it is not one."""
     data = glb if isinstance(glb, bytes | bytearray) else Path(glb).read_bytes()
     g, binary = read_glb(data)
+    for acc in g.get("accessors", []):  # bounds before any array is allocated (an uploaded GLB is untrusted)
+        count = acc.get("count", 0)
+        if type(count) is not int or not 0 <= count <= MAX_ACCESSOR_COUNT:
+            raise ValueError(f"an accessor holds {str(count)[:20]} elements (at most {MAX_ACCESSOR_COUNT})")
     meshes = []
     for mesh in g.get("meshes", []):
         prim = mesh["primitives"][0]
@@ -76,6 +86,8 @@ def read_asset_keys(glb: Path | bytes) -> AssetKeys:
     if not on:
         raise ValueError("the GLB holds no template mesh")
     n = int(max(m[2].max() for m in on)) + 1
+    if n > MAX_TEMPLATE_VERTICES:
+        raise ValueError(f"_TEMPLATE_VERTEX reaches {n}; the template has far fewer vertices")
     basis, deltas = np.zeros((n, 3)), np.zeros((N_SHAPES, n, 3))
     weights = np.zeros(N_SHAPES)
     parts, off = {}, []
@@ -209,6 +221,13 @@ def build_asset_rig(keys: AssetKeys, proxy_rig: FaceRig) -> AssetFaceRig:
     )
 
 
+def has_asset(avatar) -> bool:
+    """Whether a loaded avatar's bundle lists an asset GLB that is a file (not whether it can be read)."""
+    path = Path(avatar.path)
+    glb = bundle_file(path, avatar.manifest, "asset_glb", required=False)
+    return glb is not None and glb.is_file()
+
+
 def asset_rig_for_avatar(avatar) -> AssetFaceRig:
     """The asset-driven rig of a loaded avatar, cached per bundle; a one-line BundleError when the bundle has no
     asset (built without the prior, or before the asset existed) or its GLB cannot be read."""
@@ -227,7 +246,16 @@ def asset_rig_for_avatar(avatar) -> AssetFaceRig:
             return _RIGS[key]
     try:
         rig = build_asset_rig(read_asset_keys(glb), proxy_rig)
-    except (ValueError, KeyError, IndexError, TypeError) as e:
+    except (
+        ValueError,
+        KeyError,
+        IndexError,
+        TypeError,
+        AttributeError,
+        RecursionError,
+        OverflowError,
+        struct.error,
+    ) as e:
         raise BundleError(
             f"{bundle_label(path)}: asset/head.glb cannot drive the field ({e})", "rebuild the asset"
         ) from e

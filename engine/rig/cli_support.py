@@ -8,7 +8,7 @@ from engine.rig import deform_for_avatar
 from engine.rig.arkit import parse_assignments
 
 
-def deform_from_args(avatar, items: Sequence[str], rig: str = "proxy"):
+def deform_from_args(avatar, items: Sequence[str], rig: str = "auto"):
     """The deform callable for ``NAME=WEIGHT`` strings (any of the three spellings, weights 0..1) on ``rig``
     (engine.rig.RIG_SOURCES); raises :class:`engine.errors.InputError` with one clear line for anything else. No
     items: None (the photo as built)."""

@@ -69,7 +69,7 @@ def measurement_cameras(avatar, size: int = 256, fov_deg: float = 9.0, yaws=(0.0
     return out
 
 
-def render_landmarks(avatar, cam2world, intr, weights: dict | None, rig: str = "proxy"):
+def render_landmarks(avatar, cam2world, intr, weights: dict | None, rig: str = "auto"):
     """mediapipe landmarks (478, 3) in pixels of a neural render at ARKit ``weights`` (None: the photo as built)
     on ``rig`` (engine.rig.RIG_SOURCES), composited over white, and the RGB image."""
     from engine.rig import deform_for_avatar
@@ -82,13 +82,14 @@ def render_landmarks(avatar, cam2world, intr, weights: dict | None, rig: str = "
     return image_landmarks(rgb), rgb
 
 
-def evidence(avatar, size: int = 256, rig: str = "proxy") -> dict:
+def evidence(avatar, size: int = 256, rig: str = "auto") -> dict:
     """The rig's evidence on neural renders of ``avatar``, measured with mediapipe (issue 5): lip gap opened by
     jawOpen (percent of face height), eye-aspect-ratio change under eyeBlinkLeft (mean over three views), mouth
     corner rise under mouthSmileLeft/Right, and the round trip render -> landmarks -> fitted weights (MAE over
     :data:`ROUND_TRIP_NAMES`, fitted with the render camera known); the field moved by ``rig``
-    (engine.rig.RIG_SOURCES: the bundle's proxy rig, or the asset's keys)."""
-    from engine.rig import rig_named
+    (engine.rig.RIG_SOURCES: the bundle's proxy rig, or the asset's keys; ``auto`` the latter when there is an
+    asset, and ``rig`` in the result says which)."""
+    from engine.rig import resolve_rig, rig_named
     from engine.rig.arkit import INDEX, to_vector
     from engine.rig.fit import fit_weights_image
 
@@ -121,7 +122,7 @@ def evidence(avatar, size: int = 256, rig: str = "proxy") -> dict:
         fits.append({k: round(float(w[INDEX[k]]), 3) for k in ROUND_TRIP_NAMES})
     return {
         "size": size,
-        "rig": rig,
+        "rig": resolve_rig(avatar, rig),
         "face_height_px": round(fh, 1),
         "jaw_open_lip_gap_pct_face": round(100.0 * (lip_gap_px(jaw) - lip_gap_px(n0)) / fh, 2),
         "blink_left_ear_reduction_pct": round(float(np.mean(ear_l)), 2),

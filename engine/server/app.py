@@ -152,7 +152,7 @@ def create_app(settings: ServerSettings, ws: Workspace | None = None) -> FastAPI
     ray_slots = tuple(f"ray:{i}" for i in range(settings.ray_jobs)) if settings.ray else ()
     devices = settings.devices or ray_slots or detect_devices()
     renderer = Renderer(ws, settings.render_device, settings.max_pending_renders, settings.max_render_pixels)
-    importer = Importer(ws, settings.max_field_bytes, settings.max_import_json_bytes)
+    importer = Importer(ws, settings.max_field_bytes, settings.max_import_json_bytes, settings.max_asset_bytes)
     supervisors = [Supervisor(settings, ws, store, d) for d in devices]
     streams = {"open": 0}
 
@@ -232,6 +232,7 @@ def create_app(settings: ServerSettings, ws: Workspace | None = None) -> FastAPI
             queue_length=store.count(QUEUED),
             busy=store.count(RUNNING) > 0,
             max_field_bytes=settings.max_field_bytes,
+            max_asset_bytes=settings.max_asset_bytes,
         )
 
     @app.post(

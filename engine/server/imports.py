@@ -39,7 +39,7 @@ from engine.io.bundle import (
     shown,
     write_json_atomic,
 )
-from engine.io.manifest import BUNDLE_FILES
+from engine.io.manifest import BUNDLE_FILES, OPTIONAL_FILES
 from engine.server.errors import ApiError, scrub
 from engine.server.workspace import NotFound, Workspace
 
@@ -48,9 +48,11 @@ IMPORT_PARTS: dict[str, str] = {
     "field": BUNDLE_FILES["field"],
     "landmarks": BUNDLE_FILES["landmarks"],
     "expression": BUNDLE_FILES["expression"],
+    "asset_glb": OPTIONAL_FILES["asset_glb"],
 }
 """Form part name -> the file it becomes in the stored bundle: what rendering reads (the field; for an
-``expression``, the landmarks and the photo's expression the rig is built from)."""
+``expression``, the landmarks and the photo's expression the rig is built from, and the asset GLB whose keys
+drive the field under ``rig: asset``)."""
 REQUIRED_PARTS = ("manifest", "field")
 FLUSH_BYTES = 1 << 20
 """Body bytes gathered before they are handed to the part writer (on a worker thread, off the event loop)."""
@@ -58,7 +60,10 @@ ID_SALT = b"likeness-import-v1\n"
 MAX_SAFETENSORS_HEADER = 100 << 20
 """safetensors' own limit on the JSON header."""
 FLOAT_DTYPES = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8}
-PARTS_HINT = "send multipart/form-data with the bundle's manifest and field parts (and landmarks, expression)"
+PARTS_HINT = (
+    "send multipart/form-data with the bundle's manifest and field parts (and landmarks, expression, asset_glb)"
+)
+ASSET_HINT = "send the bundle's asset/head.glb unchanged, as `likeness build` wrote it, or leave it out"
 FIELD_HINT = "send the bundle's field.safetensors unchanged, as `likeness build` wrote it"
 
 
@@ -142,8 +147,11 @@ class PartWriter:
     """The parts of one import body written into ``stage`` as they arrive (synchronous: fed from a worker
     thread). Each violation is an :class:`ApiError`; after the first, :meth:`feed` drops what follows."""
 
-    def __init__(self, stage: Path, boundary: bytes, max_field_bytes: int, max_json_bytes: int) -> None:
+    def __init__(
+        self, stage: Path, boundary: bytes, max_field_bytes: int, max_json_bytes: int, max_asset_bytes: int = 0
+    ) -> None:
         self.stage, self.max_field_bytes, self.max_json_bytes = stage, max_field_bytes, max_json_bytes
+        self.max_asset_bytes = max_asset_bytes
         self.done: dict[str, _Part] = {}
         self.part: _Part | None = None
         self.headers: dict[str, str] = {}
@@ -217,20 +225,26 @@ class PartWriter:
             raise _bad(f"unexpected form part {short(name, 40)}: only {', '.join(IMPORT_PARTS)} are accepted")
         if name in self.done:
             raise _bad(f"the form part {name!r} was sent twice")
-        self.part = _Part(name, self.stage / IMPORT_PARTS[name])
+        if name == "asset_glb" and self.max_asset_bytes < 1:
+            raise _bad("this engine takes no asset_glb part", "leave the asset out")
+        path = self.stage / IMPORT_PARTS[name]
+        path.parent.mkdir(exist_ok=True)
+        self.part = _Part(name, path)
 
     def _data(self, data: bytes, start: int, end: int) -> None:
         part, chunk = self.part, data[start:end]
         part.size += len(chunk)
-        cap = self.max_field_bytes if part.name == "field" else self.max_json_bytes
+        cap = {"field": self.max_field_bytes, "asset_glb": self.max_asset_bytes}.get(part.name, self.max_json_bytes)
         if part.size > cap:
             raise ApiError(
                 413,
                 "payload_too_large",
                 f"{IMPORT_PARTS[part.name]} is larger than this engine accepts ({cap / 2**20:.0f} MiB)",
-                "start the engine with a larger LIKENESS_MAX_FIELD_BYTES, or render with the engine that built it"
-                if part.name == "field"
-                else "send the bundle's own file, unchanged",
+                {
+                    "field": "start the engine with a larger LIKENESS_MAX_FIELD_BYTES, or render with the engine "
+                    "that built it",
+                    "asset_glb": "start the engine with a larger LIKENESS_MAX_ASSET_BYTES, or leave the asset out",
+                }.get(part.name, "send the bundle's own file, unchanged"),
             )
         if part.name == "field" and self._field_size is None:
             self._sniff(chunk)
@@ -276,6 +290,8 @@ class PartWriter:
                     if part.size < self._field_size
                     else f"has {part.size - self._field_size} bytes after its last tensor"
                 )
+        elif part.name == "asset_glb":
+            check_glb_header(part.path, part.size)
 
     def _check_complete(self) -> None:
         if self.part is not None:
@@ -283,6 +299,17 @@ class PartWriter:
         missing = [n for n in REQUIRED_PARTS if n not in self.done]
         if missing:
             raise _bad(f"the upload has no {' or '.join(missing)} part")
+
+
+def check_glb_header(path: Path, size: int) -> None:
+    """422 ``bad_asset`` unless the uploaded asset starts as a glTF 2.0 binary whose stated length is its size."""
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+    magic, version, length = struct.unpack("<III", head) if len(head) == 12 else (0, 0, 0)
+    if magic != 0x46546C67 or version != 2:
+        raise ApiError(422, "bad_asset", "asset/head.glb is not a glTF 2.0 binary (GLB)", ASSET_HINT)
+    if length != size:
+        raise ApiError(422, "bad_asset", f"asset/head.glb says it is {length} bytes but {size} arrived", ASSET_HINT)
 
 
 def check_uploaded_manifest(stage: Path) -> dict:
@@ -352,13 +379,28 @@ def check_staged(stage: Path) -> None:
         code = "bad_field" if "files.field" in exc.message else "bad_bundle"
         hint = FIELD_HINT if code == "bad_field" else "send the files of one bundle folder, unchanged"
         raise ApiError(422, code, message, hint) from exc
+    if bundle_file(stage, manifest, "asset_glb", required=False) is not None:
+        check_staged_asset(stage)
+
+
+def check_staged_asset(stage: Path) -> None:
+    """The staged asset GLB's keys bound to the staged face proxy, as ``rig: asset`` renders will (so a GLB that
+    cannot drive the field is refused now, not at the first render): 422 ``bad_asset`` otherwise."""
+    from engine.avatar import load_avatar
+    from engine.rig.asset_rig import asset_rig_for_avatar
+
+    try:
+        asset_rig_for_avatar(load_avatar(stage, device="cpu"))
+    except BundleError as exc:
+        raise ApiError(422, "bad_asset", _clean(exc.message, stage), ASSET_HINT) from exc
 
 
 class Importer:
     """Receives import uploads into ``ws`` (one per request; the final rename is serialised)."""
 
-    def __init__(self, ws: Workspace, max_field_bytes: int, max_json_bytes: int) -> None:
+    def __init__(self, ws: Workspace, max_field_bytes: int, max_json_bytes: int, max_asset_bytes: int = 0) -> None:
         self.ws, self.max_field_bytes, self.max_json_bytes = ws, max_field_bytes, max_json_bytes
+        self.max_asset_bytes = max_asset_bytes
         self.lock = threading.Lock()
 
     def _stored(self, avatar_id: str) -> bool:
@@ -374,7 +416,7 @@ class Importer:
         boundary = boundary_of(request.headers.get("content-type", ""))
         stage = swap.leftover_path(self.ws.avatars / "import", "staging")
         stage.mkdir()
-        writer = PartWriter(stage, boundary, self.max_field_bytes, self.max_json_bytes)
+        writer = PartWriter(stage, boundary, self.max_field_bytes, self.max_json_bytes, self.max_asset_bytes)
         try:
             pending = bytearray()
             async for chunk in request.stream():

@@ -43,16 +43,31 @@ def check_expression(weights: dict[str, float]) -> None:
         raise ApiError(422, "bad_expression", scrub(exc.message), scrub(exc.hint)) from exc
 
 
-def expression_deform(avatar, weights: dict[str, float]):
-    """The rig's deformation for ARKit ``weights``: absolute weights, names left out are 0, so ``{}`` is the
-    neutral face (docs/RIG.md). The caller skips this for an absent expression (the face as photographed)."""
+def expression_deform(avatar, weights: dict[str, float], rig: str = "auto"):
+    """The deformation of ``rig`` (engine.config.RIG_SOURCES) for ARKit ``weights``: absolute weights, names left
+    out are 0, so ``{}`` is the neutral face (docs/RIG.md). The caller skips this for an absent expression (the
+    face as photographed)."""
     check_expression(weights)
     from engine.rig import deform_for_avatar
 
     try:
-        return deform_for_avatar(avatar, weights)
+        return deform_for_avatar(avatar, weights, rig=rig)
     except LikenessError as exc:
         raise from_domain(exc) from exc
+
+
+def check_rig(bundle, manifest: dict, rig: str) -> None:
+    """422 ``no_asset`` for ``rig="asset"`` on an avatar whose bundle has no asset (checked before queueing)."""
+    if rig != "asset":
+        return
+    glb = bundle_file(bundle, manifest, "asset_glb", required=False)
+    if glb is None or not glb.is_file():
+        raise ApiError(
+            422,
+            "no_asset",
+            "this avatar has no asset (asset/head.glb) whose keys could drive the field",
+            "send rig 'auto' or 'proxy', or upload the bundle with its asset_glb part",
+        )
 
 
 def encode(render: dict, output: str) -> bytes:
@@ -91,6 +106,9 @@ class Renderer:
         bundle_file(bundle, self.ws.manifest(avatar_id), "field")
         return bundle
 
+    def _check_rig(self, avatar_id: str, rig: str) -> None:
+        check_rig(self.ws.bundle_dir(avatar_id), self.ws.manifest(avatar_id), rig)
+
     def _avatar(self, avatar_id: str):
         from engine.avatar import load_avatar
 
@@ -122,7 +140,7 @@ class Renderer:
             raise not_found("avatar") from exc
         except LikenessError as exc:
             raise from_domain(exc) from exc
-        deform = None if req.expression is None else expression_deform(avatar, req.expression)
+        deform = None if req.expression is None else expression_deform(avatar, req.expression, req.rig)
         cam2world = np.array(req.cam2world, dtype=np.float64)
         intr = Intrinsics.from_dict(req.intrinsics.model_dump())
         try:
@@ -149,6 +167,12 @@ class Renderer:
             raise from_domain(exc) from exc
         if req.expression is not None:
             check_expression(req.expression)
+            try:
+                self._check_rig(avatar_id, req.rig)
+            except NotFound as exc:
+                raise not_found("avatar") from exc
+            except LikenessError as exc:
+                raise from_domain(exc) from exc
         if self.pending >= self.max_pending:
             raise ApiError(503, "busy", "too many renders are waiting", "retry shortly", {"Retry-After": "2"})
         self.pending += 1

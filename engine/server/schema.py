@@ -113,6 +113,9 @@ class Health(BaseModel):
     queue_length: int = Field(description="jobs waiting")
     busy: bool = Field(description="a build is running")
     max_field_bytes: int = Field(description="largest field.safetensors POST /v1/avatars accepts, bytes")
+    max_asset_bytes: int = Field(
+        default=0, description="largest asset/head.glb POST /v1/avatars accepts (its asset_glb part), bytes"
+    )
 
 
 class AvatarSummary(BaseModel):
@@ -172,6 +175,12 @@ class RenderRequest(BaseModel):
         max_length=64,
         description="ARKit-52 blendshape weights 0..1, e.g. {jawOpen: 0.8}; names left out are 0, so {} is the "
         "neutral face. Absent or null: the face as photographed (the field as fitted, no expression warp)",
+    )
+    rig: Literal["auto", "proxy", "asset"] = Field(
+        default="auto",
+        description="whose shapes move the field under 'expression': asset (the asset's template keys, so the render "
+        "moves as asset/head.glb does), proxy (the bundle's own rig), auto (asset when the avatar has one, else "
+        "proxy). Ignored without an expression",
     )
     output: Literal["png", "depth_exr"] = "png"
 

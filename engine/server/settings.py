@@ -60,6 +60,9 @@ class ServerSettings:
     max_field_bytes: int = _env("LIKENESS_MAX_FIELD_BYTES", 256 * 2**20, int)
     """Largest ``field.safetensors`` an import (POST /v1/avatars) accepts: a draft field is ~17 MB, standard
     ~46 MB, high ~142 MB (more with extra views). Streamed to disk, never held in memory. LIKENESS_MAX_FIELD_BYTES."""
+    max_asset_bytes: int = _env("LIKENESS_MAX_ASSET_BYTES", 64 * 2**20, int)
+    """Largest ``asset/head.glb`` an import accepts (its keys drive the field under ``rig: asset``; a 2K asset is
+    ~3 MB). LIKENESS_MAX_ASSET_BYTES."""
     max_import_json_bytes: int = 4 * 2**20
     """Largest manifest.json, landmarks.json or expression.json part of an import (a bundle's are tens of kB)."""
     max_render_pixels: int = 4096 * 4096
@@ -132,6 +135,7 @@ class ServerSettings:
             "max_uploads_in_flight",
             "ray_jobs",
             "max_field_bytes",
+            "max_asset_bytes",
             "max_import_json_bytes",
         ):
             if getattr(self, name) < 1:
@@ -143,8 +147,10 @@ class ServerSettings:
 
     @property
     def max_import_request_bytes(self) -> int:
-        """The body cap of POST /v1/avatars: the field, three JSON parts and the multipart framing."""
-        return self.max_field_bytes + 3 * self.max_import_json_bytes + self.max_form_overhead_bytes
+        """The body cap of POST /v1/avatars: the field, the asset, three JSON parts and the multipart framing."""
+        return (
+            self.max_field_bytes + self.max_asset_bytes + 3 * self.max_import_json_bytes + self.max_form_overhead_bytes
+        )
 
 
 def is_loopback(host: str) -> bool:
