@@ -10,7 +10,7 @@ import pytest
 from prior_support import prepared_prior
 
 from engine.asset.hair import HairConfig, hair_shell, surface_distance_fn
-from engine.asset.measure import uv_signed_area, weld
+from engine.asset.measure import uv_signed_area, weld, winding_numbers
 from engine.extract.mesh import marching_cubes
 
 SKULL_M, CAP_M, CAP_FROM_M = 0.09, 0.1, 0.02
@@ -118,8 +118,13 @@ def test_draft_asset_has_a_hair_part(hair_asset):
     c = sv.mean(0)
     if (np.cross(sv[st[:, 1]] - sv[st[:, 0]], sv[st[:, 2]] - sv[st[:, 0]]) * (sv[st].mean(1) - c)).sum() < 0:
         st = st[:, ::-1]
-    d, _ = surface_distance_fn(sv, st)(hair["POSITION"].astype(np.float64))
+    hp = hair["POSITION"].astype(np.float64)
+    d, _ = surface_distance_fn(sv, st)(hp)
+    # behind the nearest skin plane is inside only where the winding number says so (beside an ear it is not)
+    behind = d < 0
+    d[behind] = np.where(winding_numbers(hp[behind], sv, st) > 0.5, d[behind], -d[behind])
     assert d.min() >= -0.002, d.min()  # outside the skin, the boundary tucked 1 mm under it
+    assert info["hair"]["min_to_skin_mm"] >= -2.0
     assert np.median(d) > 0.005  # a shell over the skull, not the skin again
     uv = hair["TEXCOORD_0"].astype(np.float64)
     assert uv.min() >= 0.0 and uv.max() <= 1.0
@@ -185,3 +190,17 @@ def test_a_bald_asset_has_no_hair_files(hair_asset, bundle_dir, tmp_path):
     assert listed and not any(k.startswith("asset_hair") for k in listed)
     g, _ = read_glb((out / "head.glb").read_bytes())
     assert [m["name"] for m in g["meshes"]] == list(ASSET_PARTS)
+
+
+def test_winding_numbers_tell_inside_from_beside_a_thin_part():
+    """The inside test the hair's gaps are signed by: ~1 inside the skull, ~0 outside, and 0 beside a thin fin
+    (an ear) where the nearest triangle's plane says "behind" -- the case the plane's sign gets wrong."""
+    sv, sf = _skull_skin()
+    fin_v = np.array([[SKULL_M - 0.002, 0.0, -0.02], [SKULL_M + 0.03, 0.0, -0.02], [SKULL_M - 0.002, 0.03, 0.02]])
+    v = np.concatenate([sv, fin_v])
+    n = len(sv)
+    f = np.concatenate([sf, [[n, n + 1, n + 2], [n, n + 2, n + 1]]])  # a two-sided fin sticking out of the side
+    w = winding_numbers(
+        np.array([[0.0, 0.0, 0.0], [0.0, 0.05, 0.0], [0.2, 0.0, 0.0], [SKULL_M + 0.01, 0.012, 0.01]]), v, f
+    )
+    assert w[0] > 0.99 and w[1] > 0.99 and abs(w[2]) < 0.01 and abs(w[3]) < 0.05, w

@@ -220,6 +220,11 @@ def _png(img: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+HAIR_COLOUR_MARGIN = 0.75
+"""A field colour is the hair's when it is nearer the photo's hair colour than this fraction of its distance to
+the skin colour (a margin: grey hair and a shadowed ear are near each other)."""
+
+
 def hair(asset: Asset, avatar, cfg: HairConfig = HairConfig()) -> tuple[HairShell | None, str]:
     """The hair shell (engine.asset.hair) of the field outside the asset's neutral skin, or None and why not. A
     head the build found bald (``manifest.prior.colours.bald``: its "hair" is the skin's colour) has none: the field
@@ -231,7 +236,18 @@ def hair(asset: Asset, avatar, cfg: HairConfig = HairConfig()) -> tuple[HairShel
     wound = tris if _outward(asset.prior.vertices[ids], tris) > 0 else tris[:, ::-1]
     f = avatar.field
     sdf = lambda p: f.sdf_at(p.to(f.box_center.device)).reshape(-1)  # noqa: E731
-    return hair_from_field(sdf, float(f.surface_level), avatar.scale, asset.neutral[ids], wound, asset.similarity, cfg)
+    is_hair = None
+    if colours.get("hair_rgb") and colours.get("skin_rgb"):
+        hair_rgb, skin_rgb = np.asarray(colours["hair_rgb"], float), np.asarray(colours["skin_rgb"], float)
+        col = colour_fn(f, avatar.scale)
+
+        def is_hair(points: np.ndarray) -> np.ndarray:
+            c = col(points).astype(np.float64)
+            return np.linalg.norm(c - hair_rgb, axis=1) < HAIR_COLOUR_MARGIN * np.linalg.norm(c - skin_rgb, axis=1)
+
+    return hair_from_field(
+        sdf, float(f.surface_level), avatar.scale, asset.neutral[ids], wound, asset.similarity, cfg, is_hair
+    )
 
 
 def hair_texture_size(texture_size: int) -> int:

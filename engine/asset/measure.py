@@ -163,6 +163,23 @@ def intersecting_pairs_reference(verts: np.ndarray, tris: np.ndarray, other: tup
     return out[np.lexsort((out[:, 1], out[:, 0]))]
 
 
+def winding_numbers(points: np.ndarray, verts: np.ndarray, tris: np.ndarray, chunk: int = 64) -> np.ndarray:
+    """(N,) generalized winding number of ``points`` (N, 3) about the triangle mesh ``verts`` / ``tris`` (wound
+    outward): ~1 inside, ~0 outside, in between only near an opening (a neck cut) -- an inside test that needs no
+    watertight mesh and no sign of a nearest plane (which flips on a thin part such as an ear). Van Oosterom and
+    Strackee's solid angle of each triangle, summed over 4 pi."""
+    a0, b0, c0 = (verts[tris[:, k]] for k in range(3))
+    out = np.zeros(len(points))
+    for i in range(0, len(points), chunk):
+        p = np.asarray(points[i : i + chunk], np.float64)[:, None, :]
+        a, b, c = a0[None] - p, b0[None] - p, c0[None] - p
+        la, lb, lc = (np.linalg.norm(x, axis=-1) for x in (a, b, c))
+        num = np.einsum("pfk,pfk->pf", a, np.cross(b, c))
+        den = la * lb * lc + (a * b).sum(-1) * lc + (b * c).sum(-1) * la + (c * a).sum(-1) * lb
+        out[i : i + chunk] = 2.0 * np.arctan2(num, den).sum(1) / (4.0 * np.pi)
+    return out
+
+
 def uv_stretch(positions: np.ndarray, uv: np.ndarray, tris: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per triangle: the ratio of the singular values (>= 1) of the 3D -> UV map's Jacobian, and the 3D area."""
     p, t = positions[tris], uv[tris]
