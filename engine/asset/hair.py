@@ -154,13 +154,20 @@ def _ear_box(local_template: np.ndarray, cfg: HairConfig) -> np.ndarray:
     return (np.abs(x) > cfg.ear_x_m) & (y > cfg.ear_y_m[0]) & (y < cfg.ear_y_m[1]) & (np.abs(z) < cfg.ear_z_m)
 
 
+def _side_box(tpl: np.ndarray, cfg: HairConfig) -> np.ndarray:
+    """(N,) bool: template-frame points at the head's sides below the brows (beyond ``side_x_m``, in front of the
+    ear plane's back edge)."""
+    x, y, z = np.asarray(tpl, np.float64).T
+    return (np.abs(x) > cfg.side_x_m) & (y < cfg.brow_m) & (z > -cfg.ear_z_m)
+
+
 def _with_sides(v, f, tpl, dist, ok, is_hair_colour: Callable, cfg: HairConfig):
     """The hair selection ``ok`` (V,) with the head's sides below the brows added where the field is hair (far
     enough outside the skin, hair-coloured; ``tpl`` the vertices in the template's frame), each ear's box only
     when the hair covers it (``cfg.ear_cover``), the sides' small gaps filled. Returns (selection, the selected
     vertices over a covered ear, {"left" / "right": the fraction of that ear's box that is hair})."""
     x, y, z = tpl.T
-    side = (np.abs(x) > cfg.side_x_m) & (y >= cfg.nape_m) & (y < cfg.brow_m) & (z > -cfg.ear_z_m)
+    side = _side_box(tpl, cfg) & (y >= cfg.nape_m)
     cand = side & ~ok & (dist > cfg.side_out_m) & (dist < cfg.side_max_out_m)
     hairy = np.zeros(len(v), bool)
     if cand.any():
@@ -470,8 +477,7 @@ def hair_shell(
     if ears:  # over a covered ear the hair's edge hangs free (tucked, it would dive into the ear's folds)
         over = _over_covered_ear(local + (np.zeros(3) if centre_t is None else centre_t), ears, cfg)
         fade = np.where(over, 1.0, fade)
-        x, y, z = (local + (np.zeros(3) if centre_t is None else centre_t)).T
-        side = (np.abs(x) > cfg.side_x_m) & (y < cfg.brow_m) & (z > -cfg.ear_z_m) & ~over
+        side = _side_box(local + (np.zeros(3) if centre_t is None else centre_t), cfg) & ~over
         if side.any():  # a side vertex the gap filling or the smoothing took in keeps the field's colour if hair
             side[np.nonzero(side)[0]] = ~is_hair_colour(v[side])
         take = over | side
@@ -519,8 +525,7 @@ def skull_region(cfg: HairConfig) -> Callable:
 
     def fn(local_template: np.ndarray) -> np.ndarray:
         x, y, z = np.asarray(local_template, np.float64).T
-        ear = (np.abs(x) > cfg.ear_x_m) & (y > cfg.ear_y_m[0]) & (y < cfg.ear_y_m[1]) & (np.abs(z) < cfg.ear_z_m)
-        return (y >= cfg.nape_m) & ((z < 0.0) | (y >= cfg.brow_m)) & ~ear
+        return (y >= cfg.nape_m) & ((z < 0.0) | (y >= cfg.brow_m)) & ~_ear_box(local_template, cfg)
 
     return fn
 
