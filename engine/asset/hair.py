@@ -381,9 +381,7 @@ def untangle_uv(uv: np.ndarray, tris: np.ndarray, pinned: np.ndarray, iters: int
     """``uv`` (N, 2) with the triangles that wind the wrong way (or not at all) relaxed away: the vertices of each
     such triangle and their neighbours (not ``pinned`` (N,) bool, the open boundary) move to the mean of their
     neighbours, until none is left or ``iters`` rounds."""
-    e = np.concatenate([tris[:, [0, 1]], tris[:, [1, 2]], tris[:, [2, 0]]])
-    adj = sp.coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(len(uv),) * 2).tocsr()
-    adj = ((adj + adj.T) > 0).astype(np.float64)
+    adj = _adjacency(tris, len(uv))
     deg = np.asarray(adj.sum(1)).reshape(-1).clip(1.0)
     uv = uv.copy()
     for _ in range(iters):
