@@ -61,6 +61,12 @@ def cam2world_blender_to_engine(matrix_world) -> Matrix4:
     return matmul4(BLENDER_TO_WORLD, m)
 
 
+def transform_blender_to_engine(matrix) -> Matrix4:
+    """A transform of Blender world points (4x4, e.g. a bone's rest -> posed skinning matrix) as the same transform
+    of engine world points: ``BLENDER_TO_WORLD @ m @ WORLD_TO_BLENDER``."""
+    return matmul4(matmul4(BLENDER_TO_WORLD, as_matrix4(matrix)), WORLD_TO_BLENDER)
+
+
 @dataclass(frozen=True)
 class Intrinsics:
     """Pinhole intrinsics in pixels of an image ``width`` x ``height`` (same fields as the engine's)."""

@@ -128,6 +128,19 @@ def output_folder(path: str | os.PathLike, what: str) -> Path:
     return out
 
 
+def head_angles(text: str) -> tuple[float, float, float]:
+    """``--head``: "yaw,pitch,roll" degrees, each finite and within +-90."""
+    try:
+        v = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        v = ()
+    if len(v) != 3 or not all(math.isfinite(x) and abs(x) <= 90.0 for x in v):
+        raise argparse.ArgumentTypeError(
+            f"wants yaw,pitch,roll in degrees, each within +-90 (e.g. 25,0,0), not {text!r}"
+        )
+    return v
+
+
 def cmd_render(args) -> int:
     import numpy as np
 
@@ -147,6 +160,11 @@ def cmd_render(args) -> int:
 
         deform = deform_from_args(avatar, args.expression, rig=args.rig)
         rig_note = f", the {resolve_rig(avatar, args.rig)} rig"
+    if getattr(args, "head", None) is not None:
+        from engine.rig.pose import head_pose, pose_deform
+
+        deform = pose_deform(avatar, head_pose(avatar, *args.head), deform)
+        rig_note += ", head turned {:g}/{:g}/{:g} deg".format(*args.head)
     t0 = time.perf_counter()
     out = avatar.render(cam, intr, deform=deform)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
@@ -256,10 +274,19 @@ def cmd_drive(args) -> int:
         out.mkdir(parents=True, exist_ok=True)
         cam, intr = avatar.orbit(0.0, 0.0, args.size)
         n = min(len(take.times_s), args.max_frames or len(take.times_s))
+        head = [take.extra.get(c) for c in ("HeadYaw", "HeadPitch", "HeadRoll")]
+        turns = args.head_rotation != "off" and any(c is not None for c in head)
+        to_deg = 180.0 / math.pi if args.head_rotation == "radians" else 1.0
+        if turns:
+            from engine.rig.pose import head_pose, pose_deform
         for i in range(n):
             d = deform_for_avatar(avatar, {k: v for k, v in take.at(i).items() if v > 0})
+            if turns:  # the take's head rotation columns turn the head bone (engine.rig.pose)
+                angles = [0.0 if c is None else float(c[i]) * to_deg for c in head]
+                d = pose_deform(avatar, head_pose(avatar, *angles), d)
             write_png(out / f"frame_{i:04d}.png", rgba_u8(avatar.render(cam, intr, deform=d)))
-        print(f"rendered {n} frames into {out} (mean {np.mean(take.weights):.3f} weight)")
+        note = f", the head turned by the take's HeadYaw/Pitch/Roll ({args.head_rotation})" if turns else ""
+        print(f"rendered {n} frames into {out} (mean {np.mean(take.weights):.3f} weight){note}")
     return 0
 
 
@@ -440,6 +467,13 @@ def make_parser() -> argparse.ArgumentParser:
         "the default) | proxy (the bundle's own rig) | asset (the asset's template keys, so the render moves as "
         "asset/head.glb does; docs/RIG.md)",
     )
+    r.add_argument(
+        "--head",
+        type=head_angles,
+        metavar="YAW,PITCH,ROLL",
+        help="turn the head bone about its joint, degrees as Live Link's HeadYaw/Pitch/Roll (+yaw toward the "
+        "subject's left, +pitch chin down, +roll left ear up; each within +-90); the body stays (docs/RIG.md)",
+    )
     r.add_argument("-o", "--output", required=True)
     r.add_argument("--depth", help="also write z-depth (metres) as EXR")
     r.set_defaults(func=cmd_render)
@@ -459,6 +493,13 @@ def make_parser() -> argparse.ArgumentParser:
     dr.add_argument("--max-frames", type=ranged("max_frames"), help="stop after this many video frames")
     dr.add_argument("--frames", help="also render the avatar at every keyframe into this folder (PNG)")
     dr.add_argument("--size", type=ranged("render_side_px"), default=256, help="side of the rendered frames, pixels")
+    dr.add_argument(
+        "--head-rotation",
+        choices=("radians", "degrees", "off"),
+        default="radians",
+        help="the unit of a CSV's HeadYaw/HeadPitch/HeadRoll columns, which turn the head in --frames (off: keep "
+        "it still); recent Live Link Face versions write radians",
+    )
     dr.set_defaults(func=cmd_drive)
 
     t = sub.add_parser("turntable", help="render a turntable (PNG frames + MP4) from a bundle")

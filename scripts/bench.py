@@ -186,6 +186,25 @@ def bench_expressed_frame(avatar, device: str, size: int = 512) -> dict:
     return r
 
 
+def bench_posed_frame(avatar, device: str, size: int = 512) -> dict:
+    """One 512^2 neural frame with the head bone turned (engine.rig.pose.posed_frame_seconds, the pose's warp
+    built from scratch), beside the frame at rest; when the bundle has joints to pose."""
+    from engine.errors import LikenessError
+
+    if importlib.util.find_spec("engine.rig.pose") is None:
+        return {"status": "not available: engine.rig.pose does not exist in this checkout"}
+    from engine.rig.pose import posed_frame_seconds
+
+    r: dict = {"entry_point": "engine.rig.pose.posed_frame_seconds"}
+    try:
+        with section(r, device):
+            r.update(posed_frame_seconds(avatar, size=size, repeats=2))
+    except LikenessError as exc:
+        return {"status": f"not available: {exc.message}"}
+    r["status"] = "measured"
+    return r
+
+
 # ---------------------------------------------------------------------------------------------- main
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -234,6 +253,8 @@ def run(a) -> dict:
     print("texture bake ...", flush=True)
     report["texture"] = bench_texture(avatar.field, avatar.scale, *mesh, s["texture_size"], s["max_faces"], device)
     report["expressed_frame"] = bench_expressed_frame(avatar, device)
+    print("posed frame ...", flush=True)
+    report["posed_frame"] = bench_posed_frame(avatar, device)
     report["bars"] = bars(report, "cuda" if device.startswith("cuda") else "cpu")
     report["stamp"]["device"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     if a.keep:
@@ -315,6 +336,14 @@ def markdown(r: dict) -> str:
         )
     else:
         lines.append(f"| expressed frame | - | - | {e['status']} |")
+    pf = r.get("posed_frame", {"status": "not measured"})
+    if pf.get("status") == "measured":
+        lines.append(
+            f"| head-turned frame 512² | {_s(pf.get('posed_s'), 3)} | {_s(pf.get('peak_rss_mb'), 0)} | "
+            f"{pf['entry_point']}: the same frame at rest {_s(pf.get('rest_s'), 3)} s |"
+        )
+    else:
+        lines.append(f"| head-turned frame | - | - | {pf['status']} |")
     if "peak_vram_mb" in rd["fast"]:
         lines.append(f"| peak VRAM, dense render | - | {_s(rd['dense'].get('peak_vram_mb'), 0)} MiB | |")
 

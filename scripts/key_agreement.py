@@ -10,7 +10,10 @@ move in both together); writes a sheet of the keys whose IoU is lowest (white: b
 the mesh only, dark red: the field below the neck cut or off the head, not scored).
 
     python scripts/key_agreement.py BUNDLE [--asset BUNDLE/asset] [--yaws 0,60] [--size 192] [--fov 22]
-        [--rig proxy|asset] [-o keys.png]
+        [--rig proxy|asset] [--heads "25,0,0;0,20,0"] [-o keys.png]
+
+``--heads`` adds head rotations (Live Link yaw,pitch,roll in degrees, the head bone about its joint) scored the
+same way: the field through engine.rig.pose, the mesh skinned by the GLB's neck blend (rows ``head(y,p,r)``).
 
 Issue 14 asks for IoU >= 0.97 at every key. ``--rig proxy`` (default) moves the field by the bundle's own proxy
 rig (engine/rig), ``--rig asset`` by the asset's template keys carried onto the proxy (engine/rig/asset_rig.py);
@@ -37,6 +40,7 @@ from engine.rig import RIG_SOURCES, deform_for_avatar, resolve_rig  # noqa: E402
 from engine.rig.arkit import ARKIT_NAMES  # noqa: E402
 from engine.rig.asset_rig import read_asset_keys  # noqa: E402
 from engine.rig.measure import measurement_cameras  # noqa: E402
+from engine.rig.pose import check_pose, head_pose, neck_blend_for_avatar, pose_deform, pose_points  # noqa: E402
 
 
 def neck_cut(tris: np.ndarray) -> np.ndarray:
@@ -100,8 +104,11 @@ def main(argv=None) -> int:
     p.add_argument("--yaws", default="0,60", help="degrees from the photo camera's direction")
     p.add_argument("--size", type=int, default=192)
     p.add_argument("--fov", type=float, default=22.0, help="vertical field of view, degrees (the whole head)")
-    p.add_argument("--keys", default="", help="comma-separated ARKit names (default: all 52)")
+    p.add_argument(
+        "--keys", default="", help="comma-separated ARKit names (default: all 52; none: only the neutral and --heads)"
+    )
     p.add_argument("--rig", choices=RIG_SOURCES, default="auto", help="whose shapes move the field (docs/RIG.md)")
+    p.add_argument("--heads", default="", help='head rotations to score too: "yaw,pitch,roll;..." in degrees')
     p.add_argument("-o", "--output", help="PNG: the lowest keys' silhouettes")
     a = p.parse_args(argv)
     bundle = Path(a.bundle)
@@ -109,10 +116,17 @@ def main(argv=None) -> int:
     if not glb.is_file():
         print(f"key_agreement: no {glb} (make it with: likeness asset {bundle})", file=sys.stderr)
         return 2
-    keys = [k for k in a.keys.split(",") if k] or list(ARKIT_NAMES)
+    keys = [] if a.keys == "none" else [k for k in a.keys.split(",") if k] or list(ARKIT_NAMES)
     unknown = [k for k in keys if k not in ARKIT_NAMES]
     if unknown:
         print(f"key_agreement: not ARKit names: {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    try:
+        heads = [tuple(float(v) for v in h.split(",")) for h in a.heads.split(";") if h.strip()]
+        if any(len(h) != 3 for h in heads):
+            raise ValueError
+    except ValueError:
+        print(f"key_agreement: --heads wants yaw,pitch,roll triples in degrees, not {a.heads!r}", file=sys.stderr)
         return 2
     avatar = load_avatar(bundle)
     asset = read_asset_keys(glb)
@@ -127,16 +141,25 @@ def main(argv=None) -> int:
     from scipy.spatial import cKDTree
 
     tree = cKDTree(np.concatenate([verts, *[hv for _, hv, _ in hair]]))
+    poses = {f"head({y:g},{pt:g},{r:g})": check_pose(head_pose(avatar, y, pt, r)) for y, pt, r in heads}
+    blend = neck_blend_for_avatar(avatar) if poses else None
     for yaw, (cam, intr) in zip(a.yaws.split(","), cams, strict=True):
         per_key = {}
-        for key in ["neutral", *keys]:
-            w = {} if key == "neutral" else {key: 1.0}
-            out = avatar.render(cam, intr, deform=deform_for_avatar(avatar, w, rig=a.rig))
+        for key in ["neutral", *keys, *poses]:
+            w = {} if key == "neutral" or key in poses else {key: 1.0}
+            deform = deform_for_avatar(avatar, w, rig=a.rig)
+            posed = verts if key == "neutral" or key in poses else verts + deltas[ARKIT_NAMES.index(key)]
+            hair_now, near = [(hv, ht) for _, hv, ht in hair], tree
+            if key in poses:  # the head bone turned: the field through the pose, the mesh skinned by the blend
+                deform = pose_deform(avatar, poses[key], deform)
+                posed = pose_points(blend, poses[key], posed)
+                hair_now = [(pose_points(blend, poses[key], hv), ht) for hv, ht in hair_now]
+                near = cKDTree(np.concatenate([posed, *[hv for hv, _ in hair_now]]))
+            out = avatar.render(cam, intr, deform=deform)
             field_all = out["alpha"] > 0.5
-            field = field_all & scored_field(out["depth_m"], cam, intr, plane, tree)
-            posed = verts if key == "neutral" else verts + deltas[ARKIT_NAMES.index(key)]
+            field = field_all & scored_field(out["depth_m"], cam, intr, plane, near)
             mesh = mesh_mask(posed, tris, cam, intr)
-            for _, hair_verts, hair_tris in hair:  # no morph targets: it stays (brows never move the hair)
+            for hair_verts, hair_tris in hair_now:  # no morph targets: it stays (brows never move the hair)
                 mesh |= mesh_mask(hair_verts, hair_tris, cam, intr)
             f, m = field, mesh & ~(field_all & ~field)  # where the field shows the body, neither is scored
             per_key[key] = {
@@ -154,14 +177,16 @@ def main(argv=None) -> int:
                     moved_iou=round(iou(df, dm), 3) if (df | dm).sum() >= 20 else None,
                 )
             tiles.append((per_key[key]["iou"], f"{key} @{yaw}", panel(field_all, field, m)))
-        values = [v["iou"] for k, v in per_key.items() if k != "neutral"]
+        values = [v["iou"] for k, v in per_key.items() if k in keys]
         report[f"yaw{yaw}"] = {
             "neutral_iou": per_key["neutral"]["iou"],
-            "min_key_iou": min(values),
-            "min_key": min((v["iou"], k) for k, v in per_key.items() if k != "neutral")[1],
+            "min_key_iou": min(values) if values else None,
+            "min_key": min((v["iou"], k) for k, v in per_key.items() if k in keys)[1] if values else None,
             "keys_at_or_over_0.97": int(sum(v >= 0.97 for v in values)),
-            "keys": per_key,
+            "keys": {k: v for k, v in per_key.items() if k not in poses},
         }
+        if poses:
+            report[f"yaw{yaw}"]["heads"] = {k: per_key[k] for k in poses}
     report["seconds"] = round(time.perf_counter() - t0, 1)
     report["keys_scored"] = len(keys)
     report["rig"] = resolve_rig(avatar, a.rig)

@@ -404,7 +404,8 @@ def test_morph_targets_become_arkit_shape_keys_and_the_render_expression(addon, 
         skin = scene_io.lod_skins(scene_io.asset_collection(av))[0]
         assert req[4] == "asset" and req[3] == scene_io.expression_weights(skin)
     (req,) = scene_io.frame_requests(bpy.context.scene, av.camera, av, [1], keys_from="SCAN")
-    frame, cam2world, intr, expression, rig = req
+    frame, cam2world, intr, expression, rig, pose = req
+    assert pose is None  # the armature at rest
     assert rig == "proxy"  # the scan head's keys: the bundle's own rig
     assert expression == {"jawOpen": pytest.approx(0.7)}
     manifest = json.loads((copy / "manifest.json").read_text())
@@ -562,3 +563,56 @@ def test_import_brings_the_asset_when_the_bundle_has_one(addon, bundle_dir, tmp_
     bpy.ops.wm.read_homefile(use_empty=True)
     assert bpy.ops.likeness.import_avatar(directory=str(old)) == {"FINISHED"}
     assert "astronaut asset" not in bpy.data.collections and scene_io.find_avatar(bpy.context).head is not None
+
+
+def test_head_bone_pose_is_the_engines_head_rotation(addon, bundle_dir):
+    """A head turn keyed as the Live Link operator keys it (scene_io.livelink) reaches the neural render's request
+    as the engine's own head rotation (engine.rig.pose.head_pose: the same matrix), and Blender's armature skins
+    the imported asset as the engine's neck blend says: every skin and hair vertex within 0.5 mm (the GLB's weights
+    are the blend's at the neutral skin; here the photo's expression is on, which moves the throat a little)."""
+    from mathutils import Quaternion
+
+    from blender_addon import conventions as cv
+    from blender_addon import scene_io
+    from blender_addon.livelink import rotation_quaternion
+    from engine.avatar import load_avatar
+    from engine.rig.pose import check_pose, head_pose, neck_blend_for_avatar, pose_points
+
+    if "asset_glb" not in json.loads((bundle_dir / "manifest.json").read_text())["files"]:
+        pytest.skip("the bundle has no asset (the head prior is not prepared)")
+    assert bpy.ops.likeness.import_avatar(directory=str(bundle_dir)) == {"FINISHED"}
+    av = scene_io.find_avatar(bpy.context)
+    arm = scene_io.pose_armature(av)
+    assert arm is not None and scene_io.bone_pose(av, arm) is None  # at rest: nothing to send
+    parts = [o for o in av.collection.all_objects if o.get(scene_io.common.ROLE) in ("asset_skin", "asset_hair")]
+
+    def evaluated(obj) -> np.ndarray:  # world positions after the shape keys and the armature, in engine axes
+        ev = obj.evaluated_get(bpy.context.evaluated_depsgraph_get())
+        pts = [cv.blender_to_engine_point(obj.matrix_world @ v.co) for v in ev.to_mesh().vertices]
+        ev.to_mesh_clear()
+        return np.array(pts)
+
+    rest_pts = {o.name: evaluated(o) for o in parts}
+    yaw, pitch, roll = 0.35, -0.2, 0.1
+    pb = arm.pose.bones["head"]
+    rest = pb.bone.matrix_local.to_quaternion()
+    pb.rotation_mode = "QUATERNION"
+    pb.rotation_quaternion = rest.inverted() @ Quaternion(rotation_quaternion(yaw, pitch, roll)) @ rest
+    bpy.context.view_layer.update()
+    (req,) = scene_io.frame_requests(bpy.context.scene, av.camera, av, [bpy.context.scene.frame_current])
+    pose = req[5]
+    assert set(pose) == {"head"}
+    engine_avatar = load_avatar(bundle_dir)
+    want = head_pose(engine_avatar, *np.degrees([yaw, pitch, roll]))["head"]
+    print("head bone -> engine pose, max |diff|", np.abs(np.array(pose["head"]) - want).max())
+    np.testing.assert_allclose(np.array(pose["head"]), want, atol=1e-4)
+    blend, checked = neck_blend_for_avatar(engine_avatar), check_pose(pose)
+    assert len(parts) >= 1
+    for obj in parts:
+        posed = evaluated(obj)
+        expect = pose_points(blend, checked, rest_pts[obj.name])
+        err = np.abs(posed - expect).max()
+        moved = np.linalg.norm(posed - rest_pts[obj.name], axis=1)
+        print(f"{obj.name}: Blender's skinning vs the engine's, max {1000 * err:.4f} mm (moves up to "
+              f"{1000 * moved.max():.0f} mm, {int((moved < 1e-4).sum())} vertices stay)")  # fmt: skip
+        assert err < 5e-4 and moved.max() > 0.02

@@ -393,7 +393,7 @@ def test_a_bundle_imported_from_disk_renders_through_an_engine_that_did_not_buil
     served = np.asarray(Image.open(img.filepath), np.int16)
 
     # the pixels are the bundle's own: the same request rendered in-process from the folder
-    [(_, cam2world, intrinsics, expression, rig)] = scene_io.frame_requests(
+    [(_, cam2world, intrinsics, expression, rig, pose)] = scene_io.frame_requests(
         scene, avatar.camera, avatar, [scene.frame_current]
     )
     if (folder / "asset" / "head.glb").is_file():  # Keys From: Auto -- the asset skin's keys, on the asset rig
@@ -406,6 +406,33 @@ def test_a_bundle_imported_from_disk_renders_through_an_engine_that_did_not_buil
     mine = rgba_u8(local.render(np.array(cam2world), Intrinsics.from_dict(intrinsics), deform=deform)).astype(np.int16)
     print(f"neural render of an uploaded bundle vs in-process: max |diff| {np.abs(served - mine).max()}")
     assert np.abs(served - mine).max() <= 2 and (mine[..., 3] > 128).mean() > 0.05  # the head in the photo frame
+    assert pose is None  # the armature at rest
+
+    # the asset armature's head bone turned (as the Live Link import keys it): the neural render turns the head too
+    arm = scene_io.pose_armature(avatar)
+    if arm is not None:
+        from mathutils import Quaternion
+
+        from blender_addon.livelink import rotation_quaternion
+        from engine.rig.pose import pose_deform
+
+        pb = arm.pose.bones["head"]
+        rest = pb.bone.matrix_local.to_quaternion()
+        pb.rotation_mode = "QUATERNION"
+        pb.rotation_quaternion = rest.inverted() @ Quaternion(rotation_quaternion(0.4, 0.1, 0.0)) @ rest
+        bpy.context.view_layer.update()
+        [(_, cam2world, intrinsics, expression, rig, pose)] = scene_io.frame_requests(
+            scene, avatar.camera, avatar, [scene.frame_current]
+        )
+        assert set(pose) == {"head"}
+        assert render(avatar, str(tmp_path / "r1t")) == {"FINISHED"}
+        turned = np.asarray(Image.open(bpy.data.images[f"Neural {avatar.camera.name}"].filepath), np.int16)
+        deform = pose_deform(local, pose, None if expression is None else deform_for_avatar(local, expression, rig=rig))
+        mine = rgba_u8(local.render(np.array(cam2world), Intrinsics.from_dict(intrinsics), deform=deform))
+        print(f"head bone turned: served vs in-process max |diff| {np.abs(turned - mine.astype(np.int16)).max()}")
+        assert np.abs(turned - mine.astype(np.int16)).max() <= 2 and np.abs(turned - served).max() > 32
+        pb.rotation_quaternion = (1.0, 0.0, 0.0, 0.0)
+        bpy.context.view_layer.update()
 
     # the next render uses the remembered id: nothing is sent again (the folder's field may even be gone now)
     before = sorted((p.name, p.stat().st_mtime_ns) for p in stored.rglob("*"))

@@ -12,6 +12,7 @@ from prior_support import prepared_prior
 from engine.asset.hair import HairConfig, hair_shell, surface_distance_fn
 from engine.asset.measure import uv_signed_area, weld, winding_numbers
 from engine.extract.mesh import marching_cubes
+from engine.rig.pose import NeckBlend
 
 SKULL_M, CAP_M, CAP_FROM_M = 0.09, 0.1, 0.02
 """The analytic head: a sphere skull; the hair a shell to CAP_M over it above y = CAP_FROM_M."""
@@ -106,8 +107,15 @@ def test_draft_asset_has_a_hair_part(hair_asset):
         g, mesh, prim, hair, node = _mesh(out / glb, "hair")
         assert "targets" not in prim and "weights" not in mesh  # brows (or any key) never move the hair
         joints = g["skins"][node["skin"]]["joints"]
-        assert {g["nodes"][joints[j]]["name"] for j in np.unique(hair["JOINTS_0"][:, 0])} == {"head"}
-        assert np.allclose(hair["WEIGHTS_0"][:, 0], 1.0) and np.allclose(hair["WEIGHTS_0"][:, 1:], 0.0)
+        # skinned like the skin by the neck blend (engine.rig.pose): the head's above the throat, the neck's below
+        names = np.array([g["nodes"][j]["name"] for j in joints])
+        w = hair["WEIGHTS_0"]
+        head = (w * (names[hair["JOINTS_0"].astype(int)] == "head")).sum(1)
+        neck = (w * (names[hair["JOINTS_0"].astype(int)] == "neck")).sum(1)
+        np.testing.assert_allclose(head + neck, 1.0, atol=1e-6)
+        blend = NeckBlend.from_dict(g["skins"][0]["extras"]["likeness_neck_blend"])
+        np.testing.assert_allclose(head, blend.weights(hair["POSITION"])[:, 2], atol=2e-4)
+        assert (head > 0.999).mean() > 0.9
         mat = g["materials"][prim["material"]]
         assert mat["name"] == "likeness_hair" and g["textures"][mat["pbrMetallicRoughness"]["baseColorTexture"]
                                                                 ["index"]]["source"] == 3  # fmt: skip

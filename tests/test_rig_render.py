@@ -152,6 +152,37 @@ def test_drive_from_csv_and_from_a_video(avatar, draft_bundle, tmp_path):
     assert jaw[3:].mean() > jaw[:3].mean() + 0.4
 
 
+def test_drive_frames_follow_the_takes_head_rotation(bundle_dir, tmp_path, capsys):
+    """A Live Link CSV's HeadYaw column (radians) turns the head in ``likeness drive --frames``: the turned frame is
+    ``likeness render --head`` at the same angle and expression, pixel for pixel; ``--head-rotation off`` keeps
+    the head still."""
+    from PIL import Image
+
+    from engine.cli import main
+    from engine.rig.livelink import Take, write_csv
+
+    w = np.zeros((2, 52))
+    w[:, arkit.INDEX["jawOpen"]] = 0.5
+    write_csv(tmp_path / "turn.csv", Take(np.arange(2) / 30.0, w, {"HeadYaw": np.array([0.0, 0.4])}, 30.0))
+    args = ["-q", "drive", str(bundle_dir), "--csv", str(tmp_path / "turn.csv"), "-o", str(tmp_path / "o.csv"),
+            "--size", "48"]  # fmt: skip
+    assert main([*args, "--frames", str(tmp_path / "f")]) == 0
+    assert "the head turned by the take's HeadYaw/Pitch/Roll (radians)" in capsys.readouterr().out
+    assert main([*args, "--frames", str(tmp_path / "still"), "--head-rotation", "off"]) == 0
+    deg = f"{np.degrees(0.4):.10f}"
+    assert main(["-q", "render", str(bundle_dir), "--size", "48", "--head", f"{deg},0,0",
+                 "--expression", "jawOpen=0.5", "-o", str(tmp_path / "r.png")]) == 0  # fmt: skip
+    assert "head turned" in capsys.readouterr().out
+    read = lambda p: np.asarray(Image.open(p), np.int16)  # noqa: E731
+    f0, f1 = read(tmp_path / "f" / "frame_0000.png"), read(tmp_path / "f" / "frame_0001.png")
+    assert np.abs(f1 - f0).max() > 64  # the head turned
+    assert np.abs(f1 - read(tmp_path / "r.png")).max() <= 1
+    np.testing.assert_array_equal(read(tmp_path / "still" / "frame_0001.png"), f0)
+    with pytest.raises(SystemExit) as e:
+        main(["-q", "render", str(bundle_dir), "--head", "120,0,0", "-o", str(tmp_path / "x.png")])
+    assert e.value.code == 2 and "within +-90" in capsys.readouterr().err
+
+
 def test_expressed_frame_benchmark_runs(avatar):
     from engine.rig import expressed_frame_seconds
 

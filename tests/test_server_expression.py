@@ -75,3 +75,48 @@ def test_empty_expression_is_neutral_and_absent_is_the_photo(served, bundle_dir)
     assert bad_rig.status_code == 422 and "rig" in bad_rig.text, bad_rig.text
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "bad_expression", bad.text
     assert "jawOpn" in bad.json()["error"]["message"]
+
+
+def test_head_pose_turns_the_head_as_in_process(served, bundle_dir):
+    """``pose`` (the asset armature's head bone, a rigid 4x4 in world axes) renders what engine.rig.pose renders
+    in-process, with and without an expression; the identity pose is the rest pose; a bone outside neck/head, a
+    scaled matrix or a far translation are refused (422) before anything is rendered."""
+    from engine.avatar import load_avatar
+    from engine.conventions import Intrinsics
+    from engine.extract.export import rgba_u8
+    from engine.rig import deform_for_avatar
+    from engine.rig.pose import head_pose, pose_deform
+
+    local = load_avatar(bundle_dir)
+    turn = head_pose(local, 25.0, 10.0, -5.0)["head"]
+    with served.client(timeout=600.0) as c:
+        cam = photo_camera(c.get(f"/v1/avatars/{AVATAR_ID}").json(), 96)
+        url = f"/v1/avatars/{AVATAR_ID}/render"
+        rest = _rgba(c.post(url, json=cam))
+        identity = _rgba(c.post(url, json={**cam, "pose": {"head": np.eye(4).tolist(), "neck": np.eye(4).tolist()}}))
+        turned = _rgba(c.post(url, json={**cam, "pose": {"head": turn.tolist()}}))
+        both = _rgba(c.post(url, json={**cam, "pose": {"head": turn.tolist()}, "expression": {"jawOpen": 0.6}}))
+        scaled = turn.copy()
+        scaled[:3, :3] *= 1.2
+        far = turn.copy()
+        far[:3, 3] += 2.0
+        bad = [
+            c.post(url, json={**cam, "pose": {"eye_L": turn.tolist()}}),
+            c.post(url, json={**cam, "pose": {"head": scaled.tolist()}}),
+            c.post(url, json={**cam, "pose": {"head": far.tolist()}}),
+            c.post(url, json={**cam, "pose": {"head": turn[:3].tolist()}}),
+        ]
+    np.testing.assert_array_equal(identity, rest)
+    cam2world, intr = np.array(cam["cam2world"]), Intrinsics.from_dict(cam["intrinsics"])
+    mine = rgba_u8(local.render(cam2world, intr, deform=pose_deform(local, {"head": turn}))).astype(np.int16)
+    jaw = pose_deform(local, {"head": turn}, deform_for_avatar(local, {"jawOpen": 0.6}))
+    mine_both = rgba_u8(local.render(cam2world, intr, deform=jaw)).astype(np.int16)
+    moved = (np.abs(turned - rest)[..., :3].max(-1) > 24).mean()
+    print(f"head turned 25/10/-5 deg: {moved:.1%} of pixels change; served vs in-process max |diff| "
+          f"{np.abs(turned - mine).max()} / {np.abs(both - mine_both).max()} (with jawOpen)")  # fmt: skip
+    assert moved > 0.05
+    assert np.abs(turned - mine).max() <= 2 and np.abs(both - mine_both).max() <= 2
+    assert np.abs(both - turned).max() > 24  # the jaw opens on the turned head
+    for r in bad:
+        assert r.status_code == 422, r.text
+    assert "eye_L" in bad[0].text and "rotation" in bad[1].text and "1 m" in bad[2].text

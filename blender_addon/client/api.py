@@ -293,11 +293,13 @@ class EngineClient:
         output: str = "png",
         timeout_s: float = RENDER_TIMEOUT_S,
         rig: str | None = None,
+        pose: dict | None = None,
     ) -> bytes:
         """Neural render of the radiance field: PNG (RGBA, straight alpha) or, with ``output="depth_exr"``, EXR.
         ``expression``: ARKit weights (names left out are 0, so ``{}`` is the neutral face); None renders the face
         as photographed. ``rig``: whose shapes move the field (``asset`` | ``proxy``; None: the engine's default,
-        the asset's when the avatar has one)."""
+        the asset's when the avatar has one). ``pose``: the asset armature's ``neck`` / ``head`` bones as 4x4
+        rest -> posed world transforms in engine axes (scene_io.bone_pose); None: the rest pose."""
         payload = {
             "cam2world": [[float(v) for v in row] for row in cam2world],
             "intrinsics": intrinsics,
@@ -307,6 +309,8 @@ class EngineClient:
             payload["expression"] = {k: float(v) for k, v in expression.items()}
             if rig is not None:
                 payload["rig"] = rig
+        if pose:
+            payload["pose"] = {bone: [[float(v) for v in row] for row in m] for bone, m in pose.items()}
         body = json.dumps(payload).encode("utf-8")
         raw, _ = self._request(
             "POST",

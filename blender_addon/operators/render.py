@@ -117,10 +117,10 @@ class LIKENESS_OT_neural_render(bpy.types.Operator):
             avatar_id, uploaded = engine_avatar_id(client, info, task)
             out_dir.mkdir(parents=True, exist_ok=True)
             paths, t0 = [], time.monotonic()
-            for i, (frame, cam2world, intrinsics, expression, rig) in enumerate(requests):
+            for i, (frame, cam2world, intrinsics, expression, rig, pose) in enumerate(requests):
                 if task.cancelled():
                     raise Cancelled("the neural render was cancelled")
-                png = client.render(avatar_id, cam2world, intrinsics, expression, "png", rig=rig)
+                png = client.render(avatar_id, cam2world, intrinsics, expression, "png", rig=rig, pose=pose)
                 path = out_dir / f"{prefix}_{frame:04d}.png"
                 tmp = path.with_suffix(".part")
                 tmp.write_bytes(png)

@@ -42,7 +42,15 @@ from .livelink import (
     target_shapes,
 )
 from .lod import LOD_PROP, asset_collection, asset_shown, lod_skins, show_asset, show_lod, shown_lod
-from .renders import add_studio_lights, expression_source, expression_weights, frame_requests, load_render
+from .renders import (
+    add_studio_lights,
+    bone_pose,
+    expression_source,
+    expression_weights,
+    frame_requests,
+    load_render,
+    pose_armature,
+)
 from .rigs import (
     MIN_CLEARANCE_M,
     face_points_world,
@@ -69,6 +77,7 @@ __all__ = [
     "asset_shown",
     "avatar_from_collection",
     "avatars_in_scene",
+    "bone_pose",
     "camera_intrinsics",
     "expression_source",
     "expression_weights",
@@ -89,6 +98,7 @@ __all__ = [
     "make_dolly_zoom",
     "make_turntable",
     "mesh_from_data",
+    "pose_armature",
     "set_camera_background",
     "set_expression",
     "show_asset",

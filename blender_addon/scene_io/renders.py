@@ -33,10 +33,12 @@ def expression_source(avatar: AvatarScene, keys_from: str = "AUTO") -> tuple[bpy
 def frame_requests(
     scene: bpy.types.Scene, cam: bpy.types.Object, avatar: AvatarScene, frames: list[int], keys_from: str = "AUTO"
 ) -> list:
-    """For each frame: (frame, engine cam2world, intrinsics dict, expression {shape key: weight} or None, rig), the
-    expression read from :func:`expression_source`'s mesh (see :func:`expression_weights`) and ``rig`` the engine
-    rig for it, read by stepping the scene through the frames (the current frame is restored)."""
+    """For each frame: (frame, engine cam2world, intrinsics dict, expression {shape key: weight} or None, rig,
+    pose {bone: 4x4} or None), the expression read from :func:`expression_source`'s mesh (see
+    :func:`expression_weights`), ``rig`` the engine rig for it and ``pose`` the asset armature's neck and head
+    (:func:`bone_pose`), read by stepping the scene through the frames (the current frame is restored)."""
     source, rig = expression_source(avatar, keys_from)
+    armature = pose_armature(avatar)
     current = scene.frame_current, scene.frame_subframe
     out = []
     try:
@@ -45,10 +47,40 @@ def frame_requests(
             # the avatar may have been moved: express the camera relative to the head, in the engine frame
             rel = cam.matrix_world if avatar.head is None else avatar.head.matrix_world.inverted() @ cam.matrix_world
             cam2world = cv.cam2world_blender_to_engine(rel)
-            out.append((f, cam2world, camera_intrinsics(scene, cam).to_dict(), expression_weights(source), rig))
+            pose = bone_pose(avatar, armature)
+            out.append((f, cam2world, camera_intrinsics(scene, cam).to_dict(), expression_weights(source), rig, pose))
     finally:
         scene.frame_set(current[0], subframe=current[1])
     return out
+
+
+POSE_BONES = ("neck", "head")
+"""The bones whose pose the neural render follows (the engine's engine.rig.pose.POSE_BONES)."""
+
+
+def pose_armature(avatar: AvatarScene) -> bpy.types.Object | None:
+    """The avatar's asset armature (the one with a ``head`` bone), or None."""
+    return next((o for o in avatar.collection.all_objects if o.type == "ARMATURE" and "head" in o.pose.bones), None)
+
+
+def bone_pose(avatar: AvatarScene, armature: bpy.types.Object | None) -> dict | None:
+    """The neck and head bones' current pose as the engine's render ``pose``: each bone's rest -> posed transform
+    of world points (what the armature modifier does to a vertex bound to it alone), relative to the head as the
+    camera is, in engine axes; bones at rest left out, None when none is posed (or there is no armature)."""
+    if armature is None:
+        return None
+    rel = Matrix.Identity(4) if avatar.head is None else avatar.head.matrix_world.inverted()
+    world = armature.matrix_world
+    out = {}
+    for name in POSE_BONES:
+        pb = armature.pose.bones.get(name)
+        if pb is None:
+            continue
+        skin = world @ pb.matrix @ pb.bone.matrix_local.inverted() @ world.inverted()
+        m = rel @ skin @ rel.inverted()
+        if max(abs(m[i][j] - (1.0 if i == j else 0.0)) for i in range(4) for j in range(4)) > 1e-6:
+            out[name] = cv.transform_blender_to_engine(m)
+    return out or None
 
 
 def expression_weights(head: bpy.types.Object | None) -> dict[str, float] | None:

@@ -15,6 +15,7 @@ from engine.asset.maps import ROUGHNESS, tangent_frames
 from engine.asset.parts import ASSET_PARTS
 from engine.extract.mesh import vertex_normals
 from engine.prior.model import PARTS
+from engine.rig.pose import JOINTS_TEMPLATE, NECK_BLEND_KEY, NeckBlend, neck_blend
 
 if TYPE_CHECKING:
     from engine.asset.build import Asset
@@ -24,8 +25,6 @@ MATERIALS = [{"name": "likeness_skin", "roughness": 0.6, "normal": True}, {"name
 MATERIALS += [{"name": "likeness_mouth", "roughness": 0.35}]
 """The GLB's materials: skin (atlas + normal map), eyes, mouth (teeth, tongue, cavity); the hair's comes last."""
 HAIR_MATERIAL = {"name": "likeness_hair", "roughness": ROUGHNESS["scalp"], "texture": "hair"}
-JOINTS_TEMPLATE = {"neck": (0.0, -0.11, -0.02), "head": (0.0, -0.04, -0.01)}
-"""Joint heads on the neutral template (metres, the prior's frame); the eye joints sit at the eyeballs' centres."""
 
 
 def glb_bytes(
@@ -44,6 +43,7 @@ def glb_bytes(
         if name.startswith("eye"):  # closed spheres: point the normals away from the centre
             vn[sel] *= np.sign(((asset.neutral[sel] - c) * vn[sel]).sum()) or 1.0
     joints, eye_joint = _joints(asset)
+    blend = neck_blend(asset.prior, asset.similarity, asset.neutral)  # the field is skinned by the same blend
     lv = skin.level
     sv = lv.split_vertex
     skin_n = skin.normals()[sv]
@@ -57,6 +57,7 @@ def glb_bytes(
             template_vertex=lv.parent,
             material=0,
             joint=1,
+            joint_weights=_neck_head(blend, skin.neutral[sv]),
             deltas=skin.deltas[:, sv],
             tangents=tangent_frames(skin.neutral[sv], skin_n, lv.uv, lv.triangles) if "normal" in textures else None,
             extras={"subdivision_level": lv.level},
@@ -82,7 +83,7 @@ def glb_bytes(
         )
     materials = MATERIALS
     if shell is not None:
-        meshes.append(_hair_mesh(shell))
+        meshes.append(_hair_mesh(shell, blend))
         materials = MATERIALS + [HAIR_MATERIAL]
     intr = avatar.photo_intrinsics
     cam = CameraOut(
@@ -90,7 +91,8 @@ def glb_bytes(
     )
     extra = {"hair": textures["hair"]} if shell is not None else None
     return build_glb(meshes, textures["atlas"], materials, cam, joints, list(prior.arkit_names), asset.expression,
-                     textures.get("normal"), textures.get("metallic_roughness"), extra)  # fmt: skip
+                     textures.get("normal"), textures.get("metallic_roughness"), extra,
+                     {NECK_BLEND_KEY: blend.to_dict()})  # fmt: skip
 
 
 def _joints(asset: Asset) -> tuple[list[Joint], dict[str, int]]:
@@ -105,8 +107,15 @@ def _joints(asset: Asset) -> tuple[list[Joint], dict[str, int]]:
     return joints, {"eye_L": 2, "eye_R": 3}
 
 
-def _hair_mesh(shell: HairShell) -> MeshOut:
-    """The hair part: its own material and texture, bound whole to the head joint, no morph targets."""
+def _neck_head(blend: NeckBlend, points: np.ndarray) -> np.ndarray:
+    """(N, 2) weights on the neck and head joints of rest world points: the neck blend, what lies below the cut
+    (the field's body, engine.rig.pose) folded into the neck."""
+    head = blend.weights(points)[:, 2]
+    return np.stack([1.0 - head, head], 1)
+
+
+def _hair_mesh(shell: HairShell, blend: NeckBlend) -> MeshOut:
+    """The hair part: its own material and texture, skinned by the neck blend like the skin, no morph targets."""
     return MeshOut(name="hair", positions=shell.positions, normals=shell.normals, uv=shell.uv, tris=shell.tris,
                    template_vertex=np.full(len(shell.positions), -1), material=len(MATERIALS), joint=1,
-                   extras={"not_on_template": True})  # fmt: skip
+                   joint_weights=_neck_head(blend, shell.positions), extras={"not_on_template": True})  # fmt: skip

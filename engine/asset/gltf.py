@@ -24,8 +24,9 @@ UNSIGNED_BYTE = 5121
 class MeshOut:
     """One part as glTF wants it. ``positions``/``normals`` (N, 3), ``uv`` (N, 2) with v up (flipped on
     write), ``tris`` (F, 3), ``template_vertex`` (N,), ``deltas`` (K, N, 3) morph targets or None, ``joint``
-    the index (into the armature's joints) every vertex is bound to, ``tangents`` (N, 4) glTF TANGENT (xyz unit,
-    w the bitangent's sign, for v up UVs) or None, ``extras`` added to the mesh's extras."""
+    the index (into the armature's joints) every vertex is bound to, or ``joint_weights`` (N, J) each vertex's
+    weight on every joint (rows summing to 1, J <= 4; it replaces ``joint``), ``tangents`` (N, 4) glTF TANGENT
+    (xyz unit, w the bitangent's sign, for v up UVs) or None, ``extras`` added to the mesh's extras."""
 
     name: str
     positions: np.ndarray
@@ -38,6 +39,7 @@ class MeshOut:
     deltas: np.ndarray | None = None
     tangents: np.ndarray | None = None
     extras: dict | None = None
+    joint_weights: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -127,12 +129,13 @@ def build_glb(
     normal_png: bytes | None = None,
     metallic_roughness_png: bytes | None = None,
     extra_pngs: dict[str, bytes] | None = None,
+    skin_extras: dict | None = None,
 ) -> bytes:
     """The GLB bytes. ``materials``: each {"name", "roughness"} (all share the atlas; "normal": True to use the
     normal map), ``roughness`` the factor when there is no ``metallic_roughness_png`` (then 1, the map's G
     channel is the roughness); a material with "texture": NAME takes its colour from ``extra_pngs[NAME]`` instead
     (its own UVs, e.g. the hair's), with the constant roughness and no maps. Nodes are the meshes, then the camera,
-    then the armature's root joint, all at the scene's root."""
+    then the armature's root joint, all at the scene's root; ``skin_extras`` goes in the skin's extras."""
     b = _Builder()
     g = b.gltf
     g["samplers"] = [{"magFilter": 9729, "minFilter": 9987, "wrapS": 33071, "wrapT": 33071}]
@@ -180,7 +183,15 @@ def build_glb(
         if skinned:
             n = len(mo.positions)
             j = np.zeros((n, 4), np.uint8)
-            j[:, 0] = mo.joint
+            w = np.zeros((n, 4), np.float32)
+            if mo.joint_weights is None:
+                j[:, 0], w[:, 0] = mo.joint, 1.0
+            else:  # each vertex's weights on joints 0..J-1, as glTF wants them (normalised, zero-weight slots 0)
+                jw = np.asarray(mo.joint_weights, np.float64)
+                jw = np.where(jw > 1e-4, jw, 0.0)
+                jw = jw / jw.sum(1, keepdims=True)
+                j[:, : jw.shape[1]] = np.where(jw > 0, np.arange(jw.shape[1]), 0)
+                w[:, : jw.shape[1]] = jw
             attrs["JOINTS_0"] = b.accessor(
                 {
                     "bufferView": b.view(j.tobytes(), ARRAY_BUFFER),
@@ -189,8 +200,6 @@ def build_glb(
                     "type": "VEC4",
                 }
             )
-            w = np.zeros((n, 4), np.float32)
-            w[:, 0] = 1.0
             attrs["WEIGHTS_0"] = b.floats(w)
         idx = np.ascontiguousarray(mo.tris, np.uint32).reshape(-1)
         prim = {
@@ -257,6 +266,8 @@ def build_glb(
                 "skeleton": first + [k for k, jt in enumerate(joints) if jt.parent < 0][0],
             }
         ]
+        if skin_extras:
+            g["skins"][0]["extras"] = skin_extras
     g["nodes"] = nodes
     g["scenes"] = [{"name": "likeness_asset", "nodes": roots}]
     g["scene"] = 0

@@ -141,6 +141,13 @@ class Renderer:
         except LikenessError as exc:
             raise from_domain(exc) from exc
         deform = None if req.expression is None else expression_deform(avatar, req.expression, req.rig)
+        if req.pose:
+            from engine.rig.pose import pose_deform
+
+            try:
+                deform = pose_deform(avatar, req.pose, deform)
+            except LikenessError as exc:
+                raise from_domain(exc) from exc
         cam2world = np.array(req.cam2world, dtype=np.float64)
         intr = Intrinsics.from_dict(req.intrinsics.model_dump())
         try:

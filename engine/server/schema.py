@@ -182,7 +182,25 @@ class RenderRequest(BaseModel):
         "moves as asset/head.glb does), proxy (the bundle's own rig), auto (asset when the avatar has one, else "
         "proxy). Ignored without an expression",
     )
+    pose: dict[Literal["neck", "head"], list[list[float]]] | None = Field(
+        default=None,
+        description="the asset armature's neck and head bones, each a 4x4 row-major rigid transform rest -> posed in "
+        "the avatar's world (a glTF skin's joint matrix times its inverse bind matrix; the head's includes the "
+        "neck's); the field follows them as the asset's skin does (docs/RIG.md 'Head rotation'). Absent: the rest pose",
+    )
     output: Literal["png", "depth_exr"] = "png"
+
+    @field_validator("pose")
+    @classmethod
+    def _pose(cls, pose):
+        from engine.errors import InputError
+        from engine.rig.pose import check_pose
+
+        try:
+            check_pose(pose)
+        except InputError as exc:
+            raise ValueError(exc.message) from exc
+        return pose
 
     @field_validator("cam2world")
     @classmethod
