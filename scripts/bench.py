@@ -283,6 +283,14 @@ def _s(v, digits=2) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
 
+def _frame_row(label: str, r: dict, seconds_key: str, note: str) -> str:
+    """The table row of one 512² frame section (the expressed, the head-turned), or its status when not measured."""
+    if r.get("status") != "measured":
+        return f"| {label} | - | - | {r['status']} |"
+    seconds, ram = _s(r.get(seconds_key), 3), _s(r.get("peak_rss_mb"), 0)
+    return f"| {label} 512² | {seconds} | {ram} | {r['entry_point']}: {note} |"
+
+
 def markdown(r: dict) -> str:
     """The run as a Markdown section for docs/benchmarks.md."""
     st, dev = r["stamp"], r["stamp"]["device"]
@@ -328,22 +336,10 @@ def markdown(r: dict) -> str:
         f"| texture bake {t['texture_size']}² | {_s(t['bake']['seconds'], 3)} | {_s(t['bake']['peak_rss_mb'], 0)} | "
         f"after clean-up to {t['faces']} faces ({_s(t['clean']['seconds'], 3)} s) and unwrap |"
     )
-    e = r["expressed_frame"]
-    if e.get("status") == "measured":
-        lines.append(
-            f"| expressed frame 512² | {_s(e.get('expressed_s'), 3)} | {_s(e.get('peak_rss_mb'), 0)} | "
-            f"{e['entry_point']}: warp build {_s(e.get('warp_build_s'), 3)} s + render |"
-        )
-    else:
-        lines.append(f"| expressed frame | - | - | {e['status']} |")
-    pf = r.get("posed_frame", {"status": "not measured"})
-    if pf.get("status") == "measured":
-        lines.append(
-            f"| head-turned frame 512² | {_s(pf.get('posed_s'), 3)} | {_s(pf.get('peak_rss_mb'), 0)} | "
-            f"{pf['entry_point']}: the same frame at rest {_s(pf.get('rest_s'), 3)} s |"
-        )
-    else:
-        lines.append(f"| head-turned frame | - | - | {pf['status']} |")
+    e, pf = r["expressed_frame"], r.get("posed_frame", {"status": "not measured"})
+    build, rest = _s(e.get("warp_build_s"), 3), _s(pf.get("rest_s"), 3)
+    lines.append(_frame_row("expressed frame", e, "expressed_s", f"warp build {build} s + render"))
+    lines.append(_frame_row("head-turned frame", pf, "posed_s", f"the same frame at rest {rest} s"))
     if "peak_vram_mb" in rd["fast"]:
         lines.append(f"| peak VRAM, dense render | - | {_s(rd['dense'].get('peak_vram_mb'), 0)} MiB | |")
 

@@ -91,7 +91,9 @@ def test_markdown_section_from_a_report():
         "marching_cubes": {"32": mc},
         "texture": bench.bench_texture(av.field, 1.0, *mesh, 32, 2000, "cpu"),
         "expressed_frame": {"status": "not available: test"},
+        "posed_frame": {"status": "measured", "posed_s": 2.5, "rest_s": 1.0, "peak_rss_mb": 9.0, "entry_point": "e.p"},
     }
     report["bars"] = bench.bars(report, "cpu")
     md = bench.markdown(report)
     assert "| draft | 1.0 |" in md and "dense twin" in md and "not available: test" in md
+    assert "| head-turned frame 512² | 2.500 | 9 | e.p: the same frame at rest 1.000 s |" in md
