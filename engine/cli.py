@@ -161,7 +161,7 @@ def cmd_render(args) -> int:
         deform = deform_from_args(avatar, args.expression, rig=args.rig)
         rig_note = f", the {resolve_rig(avatar, args.rig)} rig"
     if getattr(args, "head", None) is not None:
-        from engine.rig.pose import head_pose, pose_deform
+        from engine.asset.skinning import head_pose, pose_deform
 
         deform = pose_deform(avatar, head_pose(avatar, *args.head), deform)
         rig_note += ", head turned {:g}/{:g}/{:g} deg".format(*args.head)
@@ -278,10 +278,10 @@ def cmd_drive(args) -> int:
         turns = args.head_rotation != "off" and any(c is not None for c in head)
         to_deg = 180.0 / math.pi if args.head_rotation == "radians" else 1.0
         if turns:
-            from engine.rig.pose import head_pose, pose_deform
+            from engine.asset.skinning import head_pose, pose_deform
         for i in range(n):
             d = deform_for_avatar(avatar, {k: v for k, v in take.at(i).items() if v > 0})
-            if turns:  # the take's head rotation columns turn the head bone (engine.rig.pose)
+            if turns:  # the take's head rotation columns turn the head bone (engine/asset/skinning.py)
                 angles = [0.0 if c is None else float(c[i]) * to_deg for c in head]
                 d = pose_deform(avatar, head_pose(avatar, *angles), d)
             write_png(out / f"frame_{i:04d}.png", rgba_u8(avatar.render(cam, intr, deform=d)))

@@ -233,6 +233,8 @@ def _asset(ctx: BuildContext) -> None:
     camera = {"cam2world": ctx.c2w.tolist(), "photo": {"intrinsics": an.photo_intr.to_dict()}}
     camera["work"] = {"intrinsics": an.work_intr.to_dict()}
     manifest = {"canonical": {"scale": ctx.scale}, "camera": camera, "settings": ctx.cfg.to_dict()}
+    if "prior" in ctx.info_init:  # the hair and skin colours (and the bald verdict) the asset's hair reads
+        manifest["prior"] = dict(ctx.info_init["prior"])
     folder = ctx.stage_dir / ASSET_DIR
     try:
         info = write_asset(Avatar(Path(ctx.stage_dir), manifest, ctx.field), folder, ctx.cfg.texture_size,

@@ -187,15 +187,15 @@ def bench_expressed_frame(avatar, device: str, size: int = 512) -> dict:
 
 
 def bench_posed_frame(avatar, device: str, size: int = 512) -> dict:
-    """One 512^2 neural frame with the head bone turned (engine.rig.pose.posed_frame_seconds, the pose's warp
+    """One 512^2 neural frame with the head bone turned (engine.asset.skinning.posed_frame_seconds, the pose's warp
     built from scratch), beside the frame at rest; when the bundle has joints to pose."""
     from engine.errors import LikenessError
 
-    if importlib.util.find_spec("engine.rig.pose") is None:
-        return {"status": "not available: engine.rig.pose does not exist in this checkout"}
-    from engine.rig.pose import posed_frame_seconds
+    if importlib.util.find_spec("engine.asset.skinning") is None:
+        return {"status": "not available: engine.asset.skinning does not exist in this checkout"}
+    from engine.asset.skinning import posed_frame_seconds
 
-    r: dict = {"entry_point": "engine.rig.pose.posed_frame_seconds"}
+    r: dict = {"entry_point": "engine.asset.skinning.posed_frame_seconds"}
     try:
         with section(r, device):
             r.update(posed_frame_seconds(avatar, size=size, repeats=2))

@@ -13,7 +13,8 @@ the mesh only, dark red: the field below the neck cut or off the head, not score
         [--rig proxy|asset] [--heads "25,0,0;0,20,0"] [-o keys.png]
 
 ``--heads`` adds head rotations (Live Link yaw,pitch,roll in degrees, the head bone about its joint) scored the
-same way: the field through engine.rig.pose, the mesh skinned by the GLB's neck blend (rows ``head(y,p,r)``).
+same way: the field through engine.rig.pose (engine/asset/skinning.py), the mesh skinned by the GLB's neck blend
+(rows ``head(y,p,r)``).
 
 Issue 14 asks for IoU >= 0.97 at every key. ``--rig proxy`` (default) moves the field by the bundle's own proxy
 rig (engine/rig), ``--rig asset`` by the asset's template keys carried onto the proxy (engine/rig/asset_rig.py);
@@ -33,6 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.asset.measure import edge_counts  # noqa: E402
+from engine.asset.skinning import head_pose, neck_blend_for_avatar, pose_deform  # noqa: E402
 from engine.avatar import load_avatar  # noqa: E402
 from engine.conventions import cam2world_gl_to_cv, project_points  # noqa: E402
 from engine.extract.raster import rasterize  # noqa: E402
@@ -40,7 +42,7 @@ from engine.rig import RIG_SOURCES, deform_for_avatar, resolve_rig  # noqa: E402
 from engine.rig.arkit import ARKIT_NAMES  # noqa: E402
 from engine.rig.asset_rig import read_asset_keys  # noqa: E402
 from engine.rig.measure import measurement_cameras  # noqa: E402
-from engine.rig.pose import check_pose, head_pose, neck_blend_for_avatar, pose_deform, pose_points  # noqa: E402
+from engine.rig.pose import check_pose, pose_points  # noqa: E402
 
 
 def neck_cut(tris: np.ndarray) -> np.ndarray:

@@ -567,7 +567,7 @@ def test_import_brings_the_asset_when_the_bundle_has_one(addon, bundle_dir, tmp_
 
 def test_head_bone_pose_is_the_engines_head_rotation(addon, bundle_dir):
     """A head turn keyed as the Live Link operator keys it (scene_io.livelink) reaches the neural render's request
-    as the engine's own head rotation (engine.rig.pose.head_pose: the same matrix), and Blender's armature skins
+    as the engine's own head rotation (engine.asset.skinning.head_pose: the same matrix), and Blender's armature skins
     the imported asset as the engine's neck blend says: every skin and hair vertex within 0.5 mm (the GLB's weights
     are the blend's at the neutral skin; here the photo's expression is on, which moves the throat a little)."""
     from mathutils import Quaternion
@@ -575,8 +575,9 @@ def test_head_bone_pose_is_the_engines_head_rotation(addon, bundle_dir):
     from blender_addon import conventions as cv
     from blender_addon import scene_io
     from blender_addon.livelink import rotation_quaternion
+    from engine.asset.skinning import head_pose, neck_blend_for_avatar
     from engine.avatar import load_avatar
-    from engine.rig.pose import check_pose, head_pose, neck_blend_for_avatar, pose_points
+    from engine.rig.pose import check_pose, pose_points
 
     if "asset_glb" not in json.loads((bundle_dir / "manifest.json").read_text())["files"]:
         pytest.skip("the bundle has no asset (the head prior is not prepared)")

@@ -414,7 +414,7 @@ def test_a_bundle_imported_from_disk_renders_through_an_engine_that_did_not_buil
         from mathutils import Quaternion
 
         from blender_addon.livelink import rotation_quaternion
-        from engine.rig.pose import pose_deform
+        from engine.asset.skinning import pose_deform
 
         pb = arm.pose.bones["head"]
         rest = pb.bone.matrix_local.to_quaternion()

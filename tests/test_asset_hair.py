@@ -212,3 +212,14 @@ def test_winding_numbers_tell_inside_from_beside_a_thin_part():
         np.array([[0.0, 0.0, 0.0], [0.0, 0.05, 0.0], [0.2, 0.0, 0.0], [SKULL_M + 0.01, 0.012, 0.01]]), v, f
     )
     assert w[0] > 0.99 and w[1] > 0.99 and abs(w[2]) < 0.01 and abs(w[3]) < 0.05, w
+
+
+@pytest.mark.slow
+def test_a_builds_asset_has_the_hair_sides(bundle_dir):
+    """The build's own asset stage reads the prior's hair and skin colours as ``likeness asset`` does (it was
+    built without them before session 14, so a build's asset had no hair below the brows and no ear verdict)."""
+    info_path = bundle_dir / "asset" / "asset.json"
+    if not info_path.is_file():
+        pytest.skip("the bundle has no asset (the head prior is not prepared)")
+    hair = json.loads(info_path.read_text())["hair"]
+    assert hair is not None and set(hair["ears_under_hair"]) == {"left", "right"}, hair

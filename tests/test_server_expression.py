@@ -81,11 +81,11 @@ def test_head_pose_turns_the_head_as_in_process(served, bundle_dir):
     """``pose`` (the asset armature's head bone, a rigid 4x4 in world axes) renders what engine.rig.pose renders
     in-process, with and without an expression; the identity pose is the rest pose; a bone outside neck/head, a
     scaled matrix or a far translation are refused (422) before anything is rendered."""
+    from engine.asset.skinning import head_pose, pose_deform
     from engine.avatar import load_avatar
     from engine.conventions import Intrinsics
     from engine.extract.export import rgba_u8
     from engine.rig import deform_for_avatar
-    from engine.rig.pose import head_pose, pose_deform
 
     local = load_avatar(bundle_dir)
     turn = head_pose(local, 25.0, 10.0, -5.0)["head"]

@@ -13,9 +13,10 @@ from engine.asset.gltf import CameraOut, Joint, MeshOut, build_glb
 from engine.asset.lod import SkinMesh
 from engine.asset.maps import ROUGHNESS, tangent_frames
 from engine.asset.parts import ASSET_PARTS
+from engine.asset.skinning import JOINTS_TEMPLATE, NECK_BLEND_KEY, neck_blend
 from engine.extract.mesh import vertex_normals
 from engine.prior.model import PARTS
-from engine.rig.pose import JOINTS_TEMPLATE, NECK_BLEND_KEY, NeckBlend, neck_blend
+from engine.rig.pose import NeckBlend
 
 if TYPE_CHECKING:
     from engine.asset.build import Asset

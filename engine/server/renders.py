@@ -142,7 +142,7 @@ class Renderer:
             raise from_domain(exc) from exc
         deform = None if req.expression is None else expression_deform(avatar, req.expression, req.rig)
         if req.pose:
-            from engine.rig.pose import pose_deform
+            from engine.asset.skinning import pose_deform
 
             try:
                 deform = pose_deform(avatar, req.pose, deform)

@@ -1,0 +1,133 @@
+"""The neck blend of a fitted head and of a loaded avatar, and posing an avatar for a render (the head bone turned
+by Live Link angles, the render's ``pose``): what engine/rig/pose.py's skinning needs from the prior and the
+bundle. The asset GLB (glb_scene.py) skins its skin and hair by :func:`neck_blend` and records it, so the neural
+render skins the field as the GLB skins the mesh (docs/RIG.md "Head rotation")."""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+
+from engine.rig.pose import HEAD_BLEND, ROOT_FADE, NeckBlend, PoseDeform, about_joint, check_pose, rotation_matrix
+
+JOINTS_TEMPLATE = {"neck": (0.0, -0.11, -0.02), "head": (0.0, -0.04, -0.01)}
+"""Joint heads on the neutral template (metres, the prior's frame); the eye joints sit at the eyeballs' centres."""
+NECK_BLEND_KEY = "likeness_neck_blend"
+"""The asset GLB's skin extras entry holding the neck blend (:meth:`NeckBlend.to_dict`)."""
+
+
+def neck_blend(prior, similarity, vertices_world: np.ndarray | None = None) -> NeckBlend:
+    """The neck blend of a template fitted by ``similarity`` (s, R, t) (template -> world): the plane through the
+    neck cut's vertices of ``vertices_world`` (V, 3) (the fitted head, template-indexed; default the template's own
+    moved by the similarity)."""
+    from engine.prior.fit import neck_cut_edges
+
+    s, rot, t = similarity
+    rot, t = np.asarray(rot, np.float64), np.asarray(t, np.float64)
+    world = lambda p: float(s) * np.asarray(p, np.float64) @ rot.T + t  # noqa: E731
+    verts = world(prior.vertices) if vertices_world is None else np.asarray(vertices_world, np.float64)
+    cut = verts[np.unique(neck_cut_edges(prior))]
+    c = cut.mean(0)
+    n = np.linalg.svd(cut - c)[2][2]
+    head = world(JOINTS_TEMPLATE["head"])
+    n = n if (head - c) @ n > 0 else -n
+    return NeckBlend(c, n, float(s) * HEAD_BLEND, float(s) * ROOT_FADE, world(JOINTS_TEMPLATE["neck"]), head)
+
+
+def neck_blend_for_avatar(avatar) -> NeckBlend:
+    """A loaded avatar's neck blend: its asset GLB's (the skin's extras, so the field is skinned as the asset is)
+    when the bundle has one that records it, else the prior fitted to the bundle's landmarks (cached per bundle).
+    BundleError when neither can be had (no asset and no prepared prior)."""
+    from pathlib import Path
+
+    from engine.errors import BackendUnavailable, BundleError
+    from engine.io.bundle import bundle_file, bundle_label
+
+    path = Path(avatar.path)
+    glb = bundle_file(path, avatar.manifest, "asset_glb", required=False)
+    key = (str(path.resolve()), glb.stat().st_mtime if glb is not None and glb.is_file() else None)
+    with _LOCK:
+        if key in _BLENDS:
+            return _BLENDS[key]
+    blend = None
+    if key[1] is not None:
+        blend = _blend_from_glb(glb)
+    if blend is None:
+        try:
+            from engine.avatar import load_landmarks_world
+            from engine.prior.fit import fit_to_landmarks
+            from engine.prior.model import load_prior
+
+            prior = load_prior()
+            fitted = fit_to_landmarks(prior, load_landmarks_world(avatar))
+            s, rot, t = fitted.similarity
+            blend = neck_blend(prior, fitted.similarity, s * prior.shaped(fitted.coeffs) @ np.asarray(rot).T + t)
+        except (BackendUnavailable, OSError, ValueError, KeyError) as exc:
+            msg = getattr(exc, "message", str(exc))
+            raise BundleError(f"{bundle_label(path)}: no neck and head joints to pose ({msg})",
+                              "make the asset first: likeness asset BUNDLE") from exc  # fmt: skip
+    with _LOCK:
+        _BLENDS[key] = blend
+        while len(_BLENDS) > 8:
+            _BLENDS.pop(next(iter(_BLENDS)))
+    return blend
+
+
+def _blend_from_glb(glb) -> NeckBlend | None:
+    """The neck blend an asset GLB records in its skin's extras; None for an older asset or an unreadable one."""
+    from engine.rig.gltf import read_glb
+
+    try:
+        g, _ = read_glb(glb.read_bytes())
+        return NeckBlend.from_dict(g["skins"][0]["extras"][NECK_BLEND_KEY])
+    except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return None
+
+
+_BLENDS: dict = {}
+_LOCK = threading.Lock()
+
+
+def pose_deform(avatar, pose: Mapping[str, object] | None, inner=None):
+    """The deform to render a loaded avatar under a head/neck ``pose`` ({bone: 4x4}, checked by
+    :func:`check_pose`) and an ``inner`` deform (an expression's, or None): ``inner`` itself when the pose is
+    empty or the identity. InputError for a bad pose, BundleError when the bundle has no joints to pose."""
+    mats = check_pose(pose)
+    if not mats:
+        return inner
+    dev = avatar.field.box_center.device
+    return PoseDeform(neck_blend_for_avatar(avatar), mats, avatar.scale, inner, dev)
+
+
+def head_pose(avatar, yaw_deg: float, pitch_deg: float = 0.0, roll_deg: float = 0.0) -> dict[str, np.ndarray]:
+    """``{"head": 4x4}``: the head bone turned by Live Link yaw / pitch / roll (degrees, :func:`rotation_matrix`)
+    about its joint (the CLI's ``--head``)."""
+    rot = rotation_matrix(*(math.radians(a) for a in (yaw_deg, pitch_deg, roll_deg)))
+    return {"head": about_joint(rot, neck_blend_for_avatar(avatar).head_joint)}
+
+
+def posed_frame_seconds(avatar, size: int = 512, repeats: int = 1) -> dict:
+    """Benchmark: seconds for one ``size``² neural frame with the head turned (25 deg yaw, 10 deg pitch) from the
+    photo camera's direction, the pose's warp built from scratch, beside the same frame at rest. Returns
+    ``{"posed_s", "rest_s", "size", "device"}`` (best of ``repeats``)."""
+    import time
+
+    cam, intr = avatar.orbit(0.0, 0.0, size)
+    dev = avatar.field.box_center.device
+    sync = torch.cuda.synchronize if str(dev).startswith("cuda") else (lambda: None)
+    best = {"posed_s": math.inf, "rest_s": math.inf}
+    for _ in range(max(1, repeats)):
+        sync()
+        t0 = time.perf_counter()
+        avatar.render(cam, intr, deform=pose_deform(avatar, head_pose(avatar, 25.0, 10.0)))
+        sync()
+        t1 = time.perf_counter()
+        avatar.render(cam, intr)
+        sync()
+        best["posed_s"] = min(best["posed_s"], t1 - t0)
+        best["rest_s"] = min(best["rest_s"], time.perf_counter() - t1)
+    return {**{k: round(v, 4) for k, v in best.items()}, "size": size, "device": str(dev)}
