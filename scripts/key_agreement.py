@@ -42,7 +42,7 @@ from engine.rig import RIG_SOURCES, deform_for_avatar, resolve_rig  # noqa: E402
 from engine.rig.arkit import ARKIT_NAMES  # noqa: E402
 from engine.rig.asset_rig import read_asset_keys  # noqa: E402
 from engine.rig.measure import measurement_cameras  # noqa: E402
-from engine.rig.pose import check_pose, pose_points  # noqa: E402
+from engine.rig.pose import check_pose, fit_plane, pose_points  # noqa: E402
 
 
 def neck_cut(tris: np.ndarray) -> np.ndarray:
@@ -55,9 +55,7 @@ def neck_cut(tris: np.ndarray) -> np.ndarray:
 def cut_plane(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A point on and the unit normal of the plane through the neck cut's vertices (N, 3), the normal toward the
     head centre (the world origin)."""
-    c = points.mean(0)
-    n = np.linalg.svd(points - c)[2][2]
-    return c, (n if (-c) @ n > 0 else -n)
+    return fit_plane(points, np.zeros(3))
 
 
 NEAR_M = 0.04

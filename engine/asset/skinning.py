@@ -12,7 +12,16 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from engine.rig.pose import HEAD_BLEND, ROOT_FADE, NeckBlend, PoseDeform, about_joint, check_pose, rotation_matrix
+from engine.rig.pose import (
+    HEAD_BLEND,
+    ROOT_FADE,
+    NeckBlend,
+    PoseDeform,
+    about_joint,
+    check_pose,
+    fit_plane,
+    rotation_matrix,
+)
 
 JOINTS_TEMPLATE = {"neck": (0.0, -0.11, -0.02), "head": (0.0, -0.04, -0.01)}
 """Joint heads on the neutral template (metres, the prior's frame); the eye joints sit at the eyeballs' centres."""
@@ -30,11 +39,8 @@ def neck_blend(prior, similarity, vertices_world: np.ndarray | None = None) -> N
     rot, t = np.asarray(rot, np.float64), np.asarray(t, np.float64)
     world = lambda p: float(s) * np.asarray(p, np.float64) @ rot.T + t  # noqa: E731
     verts = world(prior.vertices) if vertices_world is None else np.asarray(vertices_world, np.float64)
-    cut = verts[np.unique(neck_cut_edges(prior))]
-    c = cut.mean(0)
-    n = np.linalg.svd(cut - c)[2][2]
     head = world(JOINTS_TEMPLATE["head"])
-    n = n if (head - c) @ n > 0 else -n
+    c, n = fit_plane(verts[np.unique(neck_cut_edges(prior))], head)
     return NeckBlend(c, n, float(s) * HEAD_BLEND, float(s) * ROOT_FADE, world(JOINTS_TEMPLATE["neck"]), head)
 
 

@@ -52,6 +52,24 @@ def smoothstep01(t):
     return t * t * (3.0 - 2.0 * t)
 
 
+def blend_weights(h, head_m: float, root_m: float):
+    """(..., 3) weights of (root, neck, head) at heights ``h`` (...,) above the neck cut's plane (numpy or torch,
+    any one length unit): the one formula the asset's mesh (:meth:`NeckBlend.weights`) and the field
+    (:class:`PoseDeform`) are skinned by."""
+    head = smoothstep01(h / head_m)
+    root = smoothstep01(-h / root_m)
+    stack = torch.stack if isinstance(h, torch.Tensor) else np.stack
+    return stack([root, 1.0 - head - root, head], -1)
+
+
+def fit_plane(points: np.ndarray, toward) -> tuple[np.ndarray, np.ndarray]:
+    """A point on and the unit normal of the least-squares plane through ``points`` (N, 3), the normal on the side
+    of the point ``toward`` (3,)."""
+    c = np.asarray(points, np.float64).mean(0)
+    n = np.linalg.svd(np.asarray(points, np.float64) - c)[2][2]
+    return c, (n if (np.asarray(toward, np.float64) - c) @ n > 0 else -n)
+
+
 @dataclass(frozen=True)
 class NeckBlend:
     """The neck blend in world metres: ``point`` on and unit ``normal`` (toward the head) of the neck cut's plane,
@@ -66,10 +84,7 @@ class NeckBlend:
 
     def weights(self, points) -> np.ndarray:
         """(N, 3) world points -> (N, 3) weights of (root, neck, head), each row summing to 1."""
-        h = (np.asarray(points, np.float64) - self.point) @ self.normal
-        head = smoothstep01(h / self.head_m)
-        root = smoothstep01(-h / self.root_m)
-        return np.stack([root, 1.0 - head - root, head], -1)
+        return blend_weights((np.asarray(points, np.float64) - self.point) @ self.normal, self.head_m, self.root_m)
 
     def to_dict(self) -> dict:
         r = lambda v: [round(float(x), 6) for x in v]  # noqa: E731
@@ -178,10 +193,7 @@ class PoseDeform:
         self._same = f(same)
 
     def _weights(self, x: torch.Tensor) -> torch.Tensor:
-        h = (x - self._point) @ self._normal
-        head = smoothstep01(h / self._head)
-        root = smoothstep01(-h / self._root)
-        return torch.stack([root, 1.0 - head - root, head], -1)
+        return blend_weights((x - self._point) @ self._normal, self._head, self._root)
 
     def _blended(self, rest: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         w = self._weights(rest)
