@@ -249,7 +249,6 @@ def cmd_drive(args) -> int:
 
     from engine.avatar import load_avatar
     from engine.extract.export import rgba_u8, write_png
-    from engine.rig import deform_for_avatar
     from engine.rig.cli_support import drive_keyframes
     from engine.rig.livelink import write_csv
 
@@ -274,18 +273,32 @@ def cmd_drive(args) -> int:
         out.mkdir(parents=True, exist_ok=True)
         cam, intr = avatar.orbit(0.0, 0.0, args.size)
         n = min(len(take.times_s), args.max_frames or len(take.times_s))
+        from engine.asset.skinning import EYE_COLUMNS, live_link_pose, render_deform
+        from engine.rig import resolve_rig
+
         head = [take.extra.get(c) for c in ("HeadYaw", "HeadPitch", "HeadRoll")]
-        turns = args.head_rotation != "off" and any(c is not None for c in head)
+        turns = args.head_rotation != "off" and any(c is not None and np.any(c) for c in head)
+        eye_cols = {b: [take.extra.get(c) for c in cols] for b, cols in EYE_COLUMNS.items()}
+        eye_cols = {b: cols for b, cols in eye_cols.items() if any(c is not None and np.any(c) for c in cols)}
+        # the eyes as the add-on's import has them: turned by the eye columns on the asset's rig (the look keys
+        # then move the lids only, engine.rig.asset_rig); else the look keys turn them
+        gazes = args.head_rotation != "off" and bool(eye_cols) and resolve_rig(avatar) == "asset"
         to_deg = 180.0 / math.pi if args.head_rotation == "radians" else 1.0
-        if turns:
-            from engine.asset.skinning import head_pose, pose_deform
+
+        def angles(cols: list, i: int) -> list[float]:
+            return [0.0 if c is None else float(c[i]) * to_deg for c in cols]
+
         for i in range(n):
-            d = deform_for_avatar(avatar, {k: v for k, v in take.at(i).items() if v > 0})
-            if turns:  # the take's head rotation columns turn the head bone (engine/asset/skinning.py)
-                angles = [0.0 if c is None else float(c[i]) * to_deg for c in head]
-                d = pose_deform(avatar, head_pose(avatar, *angles), d)
+            weights = {k: v for k, v in take.at(i).items() if v > 0}
+            pose = live_link_pose(
+                avatar,
+                angles(head, i) if turns else (0.0, 0.0, 0.0),
+                {b: angles(cols, i) for b, cols in eye_cols.items()} if gazes else None,
+            )
+            d = render_deform(avatar, weights, pose)
             write_png(out / f"frame_{i:04d}.png", rgba_u8(avatar.render(cam, intr, deform=d)))
-        note = f", the head turned by the take's HeadYaw/Pitch/Roll ({args.head_rotation})" if turns else ""
+        turned = [w for w, on in (("head", turns), ("eyes", gazes)) if on]
+        note = f", the {' and '.join(turned)} turned by the take's columns ({args.head_rotation})" if turned else ""
         print(f"rendered {n} frames into {out} (mean {np.mean(take.weights):.3f} weight){note}")
     return 0
 
@@ -497,8 +510,9 @@ def make_parser() -> argparse.ArgumentParser:
         "--head-rotation",
         choices=("radians", "degrees", "off"),
         default="radians",
-        help="the unit of a CSV's HeadYaw/HeadPitch/HeadRoll columns, which turn the head in --frames (off: keep "
-        "it still); recent Live Link Face versions write radians",
+        help="the unit of a CSV's head and eye rotation columns (HeadYaw/Pitch/Roll, Left/RightEyeYaw/Pitch/Roll), "
+        "which turn the head and, on a bundle with an asset, the eyes in --frames (off: keep them still, the look "
+        "keys turn the eyes); recent Live Link Face versions write radians",
     )
     dr.set_defaults(func=cmd_drive)
 

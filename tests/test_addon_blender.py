@@ -617,3 +617,59 @@ def test_head_bone_pose_is_the_engines_head_rotation(addon, bundle_dir):
         print(f"{obj.name}: Blender's skinning vs the engine's, max {1000 * err:.4f} mm (moves up to "
               f"{1000 * moved.max():.0f} mm, {int((moved < 1e-4).sum())} vertices stay)")  # fmt: skip
         assert err < 5e-4 and moved.max() > 0.02
+
+
+def test_a_turned_eye_bone_is_sent_as_the_eyeballs_whole_gaze(addon, bundle_dir):
+    """An eye bone turned by hand reaches the neural render's request as the motion Blender gives that eyeball:
+    the bone's turn after what the eyeball's own look keys (driven by the skin's slider) do, so the engine can
+    use it in place of the look keys' eyeball motion. Blender's evaluated eyeball lands within 0.3 mm of the
+    sent motion applied to its rest vertices, the engine takes the pose, and an eye at rest on the head is not
+    sent; with the scan head's keys (the proxy's rig) no eye is sent."""
+    from mathutils import Quaternion
+
+    from blender_addon import conventions as cv
+    from blender_addon import scene_io
+    from blender_addon.livelink import rotation_quaternion
+    from engine.rig.pose import check_pose, eye_gaze
+
+    if "asset_glb" not in json.loads((bundle_dir / "manifest.json").read_text())["files"]:
+        pytest.skip("the bundle has no asset (the head prior is not prepared)")
+    assert bpy.ops.likeness.import_avatar(directory=str(bundle_dir)) == {"FINISHED"}
+    av = scene_io.find_avatar(bpy.context)
+    arm = scene_io.pose_armature(av)
+    eye = next(o for o in av.collection.all_objects if o.get(scene_io.common.ROLE) == "asset_eye_L")
+    skin = next(o for o in av.collection.all_objects if o.get(scene_io.common.ROLE) == "asset_skin")
+
+    def evaluated(obj) -> np.ndarray:
+        ev = obj.evaluated_get(bpy.context.evaluated_depsgraph_get())
+        pts = [cv.blender_to_engine_point(obj.matrix_world @ v.co) for v in ev.to_mesh().vertices]
+        ev.to_mesh_clear()
+        return np.array(pts)
+
+    for kb in skin.data.shape_keys.key_blocks[1:]:
+        kb.value = 0.0
+    bpy.context.view_layer.update()
+    rest = evaluated(eye)
+    skin.data.shape_keys.key_blocks["eyeLookOutLeft"].value = 0.6
+    pb = arm.pose.bones["eye_L"]
+    q = pb.bone.matrix_local.to_quaternion()
+    pb.rotation_mode = "QUATERNION"
+    pb.rotation_quaternion = q.inverted() @ Quaternion(rotation_quaternion(0.2, -0.15, 0.0)) @ q
+    bpy.context.view_layer.update()
+    (req,) = scene_io.frame_requests(bpy.context.scene, av.camera, av, [bpy.context.scene.frame_current])
+    assert req[4] == "asset" and set(req[5]) == {"eye_L"}
+    m = np.array(req[5]["eye_L"])
+    got = evaluated(eye)
+    err = np.abs(rest @ m[:3, :3].T + m[:3, 3] - got).max()
+    turn = np.degrees(np.arccos((np.trace(m[:3, :3]) - 1) / 2))
+    moved = np.linalg.norm(got - rest, axis=1).max()
+    print(f"eye_L: sent {turn:.1f} deg; Blender's eyeball vs the sent motion, max {1000 * err:.3f} mm "
+          f"(it moves up to {1000 * moved:.1f} mm)")  # fmt: skip
+    assert err < 3e-4 and moved > 0.002
+    assert set(eye_gaze(check_pose(req[5]))) == {"eye_L"}
+    (req,) = scene_io.frame_requests(bpy.context.scene, av.camera, av, [bpy.context.scene.frame_current], "SCAN")
+    assert req[4] == "proxy" and req[5] is None
+    pb.rotation_quaternion = (1.0, 0.0, 0.0, 0.0)
+    bpy.context.view_layer.update()
+    (req,) = scene_io.frame_requests(bpy.context.scene, av.camera, av, [bpy.context.scene.frame_current])
+    assert req[5] is None

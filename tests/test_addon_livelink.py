@@ -282,6 +282,21 @@ def test_operator_keys_shape_keys_and_bones_at_the_mapped_frames(avatar, take_cs
     assert len(_keys(_curve(head_key, 'key_blocks["jawOpen"].value'))) == ROWS + 2 + len(rows)
     assert len(_keys(_curve(arm, 'pose.bones["head"].rotation_quaternion', 0))) == ROWS + len(rows)
 
+    # one source per eyeball's gaze: the take's eye columns keyed the eye bones, so the eyeballs' look keys are
+    # muted (the skin's stay, for the lids); a take keyed without eye rotation gives them back
+    def looks(muted: bool) -> bool:
+        eyes = [o for o in avatar.collection.all_objects if o.get("likeness_role") in ("asset_eye_L", "asset_eye_R")]
+        blocks = [kb for o in eyes for kb in o.data.shape_keys.key_blocks if kb.name.startswith("eyeLook")]
+        return len(eyes) == 2 and len(blocks) >= 8 and all(kb.mute == muted for kb in blocks)
+
+    skin = next(o for o in asset if o.get("likeness_role") == "asset_skin")
+    assert looks(muted=True)
+    assert not any(kb.mute for kb in skin.data.shape_keys.key_blocks if kb.name.startswith("eyeLook"))
+    assert bpy.ops.likeness.import_livelink_csv(filepath=str(take_csv), frame_start=400, eye_rotation=False) == {
+        "FINISHED"
+    }
+    assert looks(muted=False)
+
 
 def _cols(bone: str) -> tuple[str, str, str]:
     from blender_addon.scene_io.livelink import BONE_COLUMNS

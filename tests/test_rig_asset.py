@@ -82,6 +82,68 @@ def test_a_blink_collapses_the_eye_disc_onto_the_lid_line(rig):
     assert np.abs(right[c["eye_right_upper"]]).max() < 0.1 * ap0  # the right eye stays open
 
 
+def _disc(side: str) -> list[int]:
+    from engine.rig import topology as T
+
+    return [T.IRIS_CENTRE[side], *range(T.RING_START[side], T.RING_START[side] + len(T.eye_loops()[side]))]
+
+
+def test_an_eye_bone_turns_the_eye_disc_as_the_look_key_does(avatar, rig):
+    """The gaze of an eye bone (engine.rig.pose.eye_gaze) replaces the look keys' eyeball motion of that eye's
+    disc and nothing else: turned as the asset's eyeLookOutLeft turns its eyeball (the rigid fit of the key), the
+    disc lands where the key puts it with the key on, and moves by the key's eyeball motion with it off (within
+    0.1 mm); the rest of the proxy stays as the keys have it; twice the turn moves the iris about twice as far."""
+    from engine.asset.rig import rigid_fit
+    from engine.rig.arkit import to_vector
+    from engine.rig.asset_rig import read_asset_keys
+    from engine.rig.expression import warp_spec
+
+    keys = read_asset_keys(avatar.path / "asset" / "head.glb")
+    ids, _ = keys.parts["eye_L"]
+    k = ARKIT_NAMES.index("eyeLookOutLeft")
+    rot, _, rms = rigid_fit(keys.basis[ids], keys.basis[ids] + keys.deltas[k, ids])
+    assert rms < 1e-4  # the asset's look keys turn the eyeball rigidly
+    look, zero = to_vector({"eyeLookOutLeft": 1.0}), to_vector({})
+    keyed, neutral = warp_spec(rig, look, 1.0).observed, warp_spec(rig, zero, 1.0).observed
+    disc = _disc("left")
+    on = warp_spec(rig, look, 1.0, {"eye_L": rot}).observed  # the key on: the bone replaces its eyeball motion
+    off = warp_spec(rig, zero, 1.0, {"eye_L": rot}).observed  # the key off: the bone alone
+    np.testing.assert_allclose(on[disc], keyed[disc], atol=1e-4)
+    np.testing.assert_allclose(off[disc] - neutral[disc], np.broadcast_to(rig.eyes["left"][2][k], (len(disc), 3)),
+                               atol=1e-4)  # fmt: skip
+    rest = np.setdiff1d(np.arange(len(keyed)), disc)
+    np.testing.assert_array_equal(on[rest], keyed[rest])
+    np.testing.assert_array_equal(off[rest], neutral[rest])
+    twice = warp_spec(rig, zero, 1.0, {"eye_L": rot @ rot}).observed
+    step, far = (np.linalg.norm((x - neutral)[disc[0]]) for x in (off, twice))
+    print(f"eyeLookOutLeft turns the eyeball {np.degrees(np.arccos((np.trace(rot) - 1) / 2)):.1f} deg: iris "
+          f"{1000 * step:.2f} mm; the bone turned twice as far: {1000 * far:.2f} mm")  # fmt: skip
+    assert 1.8 * step < far < 2.1 * step
+
+
+@pytest.mark.slow
+def test_an_eye_bone_moves_only_its_eye_in_the_render(avatar):
+    """A neural render with the left eye bone turned 25 degrees to the subject's left differs from the rest pose
+    at the left eye's iris and nowhere far from it (engine.asset.skinning.render_deform)."""
+    from engine.asset.skinning import render_deform
+    from engine.conventions import project_points
+    from engine.rig import rig_named
+    from engine.rig.pose import about_joint, rotation_matrix
+
+    centre = rig_named(avatar, "asset").eyes["left"][0]
+    pose = {"eye_L": about_joint(rotation_matrix(np.radians(25.0), 0.0, 0.0), centre)}
+    cam, intr = avatar.orbit(0.0, 0.0, 192)
+    rest = avatar.render(cam, intr)["rgb"]
+    turned = avatar.render(cam, intr, deform=render_deform(avatar, None, pose))["rgb"]
+    diff = np.abs(turned - rest).max(-1) > 0.1
+    ys, xs = np.nonzero(diff)
+    (u, v) = project_points(centre[None], cam, intr)[0][0]
+    print(f"{diff.sum()} pixels change, all within {np.hypot(xs - u, ys - v).max():.1f} px of the left eye "
+          f"(image {intr.width} px)")  # fmt: skip
+    assert diff.sum() > 20
+    assert np.hypot(xs - u, ys - v).max() < 0.08 * intr.width
+
+
 @pytest.mark.slow
 def test_the_render_moves_as_the_assets_mesh_does(avatar):
     """In profile, where jawForward, mouthPucker, cheekPuff and mouthClose move the silhouette, the field driven by

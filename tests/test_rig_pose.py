@@ -19,7 +19,9 @@ from engine.rig.pose import (
     PoseDeform,
     PosedField,
     about_joint,
+    body_pose,
     check_pose,
+    eye_gaze,
     pose_points,
     rotation_matrix,
 )
@@ -61,7 +63,9 @@ def test_matches_the_addons_quaternion():
 @pytest.mark.parametrize(
     "pose, words",
     [
-        ({"eye_L": np.eye(4)}, "not 'eye_L'"),
+        ({"jaw": np.eye(4)}, "not 'jaw'"),
+        ({"eye_L": about_joint(rotation_matrix(0.0, math.radians(60), 0.0), [0.03, 0, 0.02])}, "60 degrees"),
+        ({"head": about_joint(rotation_matrix(0.9, 0, 0), [0, -0.03, 0]), "eye_R": np.eye(4)}, "52 degrees"),
         ({"head": np.eye(3)}, "4x4"),
         ({"head": [[1, 0, 0, 0]] * 4}, "last row"),
         ({"head": np.diag([1.2, 1.2, 1.2, 1.0])}, "not a rotation"),
@@ -82,6 +86,20 @@ def test_identity_bones_are_dropped():
     assert check_pose(None) == {}
     turned = about_joint(rotation_matrix(0.2, 0, 0), [0, -0.03, 0])
     assert set(check_pose({"head": turned, "neck": np.eye(4)})) == {"head"}
+
+
+def test_an_eyes_gaze_is_its_turn_from_the_head():
+    """eye_gaze: an eye bone's rotation relative to the head bone (the armature's eye is the head's child), about
+    the eyeball's centre; an eye that turns with the head has no gaze of its own, one left at rest under a turned
+    head looks away from the head's direction."""
+    centre = np.array([0.032, 0.0, 0.02])
+    head = about_joint(rotation_matrix(0.3, 0.1, 0.0), [0, -0.04, -0.01])
+    look = about_joint(rotation_matrix(0.25, -0.15, 0.0), centre)
+    assert eye_gaze(check_pose({"head": head, "eye_L": head})) == {}
+    gaze = eye_gaze(check_pose({"head": head, "eye_L": head @ look, "eye_R": np.eye(4)}))
+    np.testing.assert_allclose(gaze["eye_L"], look[:3, :3], atol=1e-12)
+    np.testing.assert_allclose(gaze["eye_R"], head[:3, :3].T, atol=1e-12)
+    assert set(body_pose(check_pose({"head": head, "eye_L": look}))) == {"head"}
 
 
 def test_neck_blend_weights():

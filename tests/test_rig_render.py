@@ -167,7 +167,7 @@ def test_drive_frames_follow_the_takes_head_rotation(bundle_dir, tmp_path, capsy
     args = ["-q", "drive", str(bundle_dir), "--csv", str(tmp_path / "turn.csv"), "-o", str(tmp_path / "o.csv"),
             "--size", "48"]  # fmt: skip
     assert main([*args, "--frames", str(tmp_path / "f")]) == 0
-    assert "the head turned by the take's HeadYaw/Pitch/Roll (radians)" in capsys.readouterr().out
+    assert "the head turned by the take's columns (radians)" in capsys.readouterr().out
     assert main([*args, "--frames", str(tmp_path / "still"), "--head-rotation", "off"]) == 0
     deg = f"{np.degrees(0.4):.10f}"
     assert main(["-q", "render", str(bundle_dir), "--size", "48", "--head", f"{deg},0,0",
@@ -181,6 +181,42 @@ def test_drive_frames_follow_the_takes_head_rotation(bundle_dir, tmp_path, capsy
     with pytest.raises(SystemExit) as e:
         main(["-q", "render", str(bundle_dir), "--head", "120,0,0", "-o", str(tmp_path / "x.png")])
     assert e.value.code == 2 and "within +-90" in capsys.readouterr().err
+
+
+def test_drive_frames_follow_the_takes_eye_rotation(bundle_dir, tmp_path, capsys):
+    """A take's LeftEyeYaw/RightEyePitch columns turn the asset's eyes in ``likeness drive --frames`` as the
+    add-on's Live Link import keys the eye bones (engine.asset.skinning.live_link_pose, the eyeballs' look-key
+    motion replaced): the frame is the in-process render of that pose; ``--head-rotation off`` leaves the eyes
+    to the look keys."""
+    from PIL import Image
+
+    from engine.asset.skinning import live_link_pose, render_deform
+    from engine.avatar import load_avatar
+    from engine.cli import main
+    from engine.extract.export import rgba_u8
+    from engine.rig import resolve_rig
+    from engine.rig.livelink import Take, write_csv
+
+    avatar = load_avatar(bundle_dir)
+    if resolve_rig(avatar) != "asset":
+        pytest.skip("the draft bundle has no asset (the head prior is not prepared: likeness prepare-prior)")
+    w = np.zeros((2, 52))
+    w[:, arkit.INDEX["eyeLookOutLeft"]] = 0.4
+    cols = {"LeftEyeYaw": np.array([0.0, 0.35]), "RightEyePitch": np.array([0.0, -0.2])}
+    write_csv(tmp_path / "look.csv", Take(np.arange(2) / 30.0, w, cols, 30.0))
+    args = ["-q", "drive", str(bundle_dir), "--csv", str(tmp_path / "look.csv"), "-o", str(tmp_path / "o.csv"),
+            "--size", "96"]  # fmt: skip
+    assert main([*args, "--frames", str(tmp_path / "f")]) == 0
+    assert "the eyes turned by the take's columns (radians)" in capsys.readouterr().out
+    assert main([*args, "--frames", str(tmp_path / "keys"), "--head-rotation", "off"]) == 0
+    read = lambda p: np.asarray(Image.open(p), np.int16)  # noqa: E731
+    cam, intr = avatar.orbit(0.0, 0.0, 96)
+    weights = {"eyeLookOutLeft": 0.4}
+    pose = live_link_pose(avatar, eyes_deg={"eye_L": (np.degrees(0.35), 0, 0), "eye_R": (0, np.degrees(-0.2), 0)})
+    mine = rgba_u8(avatar.render(cam, intr, deform=render_deform(avatar, weights, pose))).astype(np.int16)
+    f1, k1 = read(tmp_path / "f" / "frame_0001.png"), read(tmp_path / "keys" / "frame_0001.png")
+    assert np.abs(f1 - mine).max() <= 1
+    assert np.abs(f1 - k1).max() > 24  # the columns, not the keys, turned the eyes
 
 
 def test_expressed_frame_benchmark_runs(avatar):

@@ -79,8 +79,8 @@ def test_empty_expression_is_neutral_and_absent_is_the_photo(served, bundle_dir)
 
 def test_head_pose_turns_the_head_as_in_process(served, bundle_dir):
     """``pose`` (the asset armature's head bone, a rigid 4x4 in world axes) renders what engine.rig.pose renders
-    in-process, with and without an expression; the identity pose is the rest pose; a bone outside neck/head, a
-    scaled matrix or a far translation are refused (422) before anything is rendered."""
+    in-process, with and without an expression; the identity pose is the rest pose; a bone the armature does not
+    have, a scaled matrix or a far translation are refused (422) before anything is rendered."""
     from engine.asset.skinning import head_pose, pose_deform
     from engine.avatar import load_avatar
     from engine.conventions import Intrinsics
@@ -101,7 +101,7 @@ def test_head_pose_turns_the_head_as_in_process(served, bundle_dir):
         far = turn.copy()
         far[:3, 3] += 2.0
         bad = [
-            c.post(url, json={**cam, "pose": {"eye_L": turn.tolist()}}),
+            c.post(url, json={**cam, "pose": {"jaw": turn.tolist()}}),
             c.post(url, json={**cam, "pose": {"head": scaled.tolist()}}),
             c.post(url, json={**cam, "pose": {"head": far.tolist()}}),
             c.post(url, json={**cam, "pose": {"head": turn[:3].tolist()}}),
@@ -119,4 +119,42 @@ def test_head_pose_turns_the_head_as_in_process(served, bundle_dir):
     assert np.abs(both - turned).max() > 24  # the jaw opens on the turned head
     for r in bad:
         assert r.status_code == 422, r.text
-    assert "eye_L" in bad[0].text and "rotation" in bad[1].text and "1 m" in bad[2].text
+    assert "jaw" in bad[0].text and "rotation" in bad[1].text and "1 m" in bad[2].text
+
+
+def test_eye_bones_turn_the_eyes_as_in_process(served, bundle_dir):
+    """An eye bone in ``pose`` (turned from the head's direction) renders what engine.asset.skinning.render_deform
+    renders in-process, alone and under a turned head; an eye turned past 50 degrees, or on the proxy's rig, is a
+    422 with the reason."""
+    from engine.asset.skinning import head_pose, render_deform
+    from engine.avatar import load_avatar
+    from engine.conventions import Intrinsics
+    from engine.extract.export import rgba_u8
+    from engine.rig import rig_named
+    from engine.rig.pose import about_joint, rotation_matrix
+
+    local = load_avatar(bundle_dir)
+    if getattr(rig_named(local, "auto"), "eyes", None) is None:
+        pytest.skip("the draft bundle has no asset (the head prior is not prepared: likeness prepare-prior)")
+    centre = rig_named(local, "asset").eyes["left"][0]
+    look = about_joint(rotation_matrix(np.radians(25.0), np.radians(-10.0), 0.0), centre)
+    head = head_pose(local, 20.0, 0.0, 0.0)["head"]
+    cases = {"eye": {"eye_L": look}, "eye+head": {"head": head, "eye_L": head @ look}}
+    with served.client(timeout=600.0) as c:
+        cam = photo_camera(c.get(f"/v1/avatars/{AVATAR_ID}").json(), 96)
+        url = f"/v1/avatars/{AVATAR_ID}/render"
+        rest = _rgba(c.post(url, json=cam))
+        got = {
+            k: _rgba(c.post(url, json={**cam, "pose": {b: m.tolist() for b, m in p.items()}})) for k, p in cases.items()
+        }
+        far = about_joint(rotation_matrix(np.radians(70.0), 0.0, 0.0), centre)
+        too_far = c.post(url, json={**cam, "pose": {"eye_L": far.tolist()}})
+        proxy = c.post(url, json={**cam, "pose": {"eye_L": look.tolist()}, "rig": "proxy"})
+    cam2world, intr = np.array(cam["cam2world"]), Intrinsics.from_dict(cam["intrinsics"])
+    for k, p in cases.items():
+        mine = rgba_u8(local.render(cam2world, intr, deform=render_deform(local, None, p))).astype(np.int16)
+        print(f"{k}: served vs in-process max |diff| {np.abs(got[k] - mine).max()}")
+        assert np.abs(got[k] - mine).max() <= 2
+    assert np.abs(got["eye"] - rest).max() > 24  # the iris moved
+    assert too_far.status_code == 422 and "70 degrees" in too_far.text, too_far.text
+    assert proxy.status_code == 422 and "rig" in proxy.text, proxy.text

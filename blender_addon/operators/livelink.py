@@ -114,6 +114,10 @@ class LIKENESS_OT_import_livelink_csv(bpy.types.Operator, ImportHelper):
 def _summary(name: str, take, keyed, scene_fps: float, note: str) -> str:
     frames = keyed.frames
     bones = f"{keyed.bone_curves} curves on {', '.join(keyed.bones)}" if keyed.bones else "none"
+    if keyed.muted_looks > 0:
+        note += f"; the eyeballs' {keyed.muted_looks} look keys muted (the eye bones turn them)"
+    elif keyed.muted_looks < 0:
+        note += f"; the eyeballs' {-keyed.muted_looks} look keys unmuted (no eye bones keyed)"
     return (
         f"{name}: {len(frames)} of {take.rows} rows keyed on frames {frames[0]:g}-{frames[-1]:g} "
         f"(take {take.fps:g} fps by {take.timed_by} on a {scene_fps:g} fps scene); "

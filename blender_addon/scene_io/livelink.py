@@ -50,6 +50,9 @@ class KeyedTake:
     bone_curves: int = 0
     keys: int = 0
     bones: list[str] = field(default_factory=list)
+    muted_looks: int = 0
+    """Look keys of the asset's eyeballs muted because the take's eye columns keyed the eye bones (or, negative,
+    unmuted again by a take keyed without them): see :func:`gaze_by_bones`."""
 
 
 def arkit_blocks(obj: bpy.types.Object) -> list[bpy.types.ShapeKey]:
@@ -168,10 +171,45 @@ def key_take(
         out.bone_curves += n
         out.keys += n * len(frames)
         out.bones.append(bone)
+    out.muted_looks = gaze_by_bones(targets, [b for b in out.bones if b.startswith("eye_")])
     end = math.ceil(hi - _EPS_FRAMES)
     if scene.frame_end < end:
         scene.frame_end = end
     return out
+
+
+MUTED_PROP = "likeness_looks_muted"
+"""An eyeball object's ID property naming the look keys :func:`gaze_by_bones` muted (so it can unmute them)."""
+
+
+def gaze_by_bones(targets: LiveLinkTargets, eye_bones: list[str]) -> int:
+    """One source for each eyeball's gaze. ARKit's eyeLook coefficients describe the lids "consistent with" a
+    gaze and the take's eye columns the eyeball's turn, while the asset's look keys turn its eyeballs too: so an
+    eyeball whose bone the take keyed gets its look keys muted (the skin's stay: the lids follow them), and one
+    whose bone it did not key gets back the look keys an earlier take muted. Returns the number muted (negative:
+    unmuted)."""
+    n = 0
+    arm = targets.armature
+    near = {o for c in arm.users_collection for o in c.all_objects} if arm is not None else set()
+    for obj in sorted(near, key=lambda o: o.name):
+        role = str(obj.get("likeness_role", ""))
+        if obj.type != "MESH" or role not in ("asset_eye_L", "asset_eye_R") or obj.data.shape_keys is None:
+            continue
+        bone = role[len("asset_") :]
+        blocks = {kb.name: kb for kb in obj.data.shape_keys.key_blocks}
+        if bone in eye_bones:
+            looks = [kb for kb in blocks.values() if canonical_name(kb.name).startswith("eyeLook") and not kb.mute]
+            for kb in looks:
+                kb.mute = True
+            obj[MUTED_PROP] = sorted({*obj.get(MUTED_PROP, []), *(kb.name for kb in looks)})
+            n += len(looks)
+        elif MUTED_PROP in obj:
+            for name in obj[MUTED_PROP]:
+                if name in blocks and blocks[name].mute:
+                    blocks[name].mute = False
+                    n -= 1
+            del obj[MUTED_PROP]
+    return n
 
 
 def _key_bone(arm: bpy.types.Object, bone: str, angles: list[list[float]], frames, lo: float, hi: float) -> int:

@@ -36,7 +36,8 @@ def frame_requests(
     """For each frame: (frame, engine cam2world, intrinsics dict, expression {shape key: weight} or None, rig,
     pose {bone: 4x4} or None), the expression read from :func:`expression_source`'s mesh (see
     :func:`expression_weights`), ``rig`` the engine rig for it and ``pose`` the asset armature's neck and head
-    (:func:`bone_pose`), read by stepping the scene through the frames (the current frame is restored)."""
+    (and, with the asset's rig, its turned eyes: :func:`bone_pose`), read by stepping the scene through the
+    frames (the current frame is restored)."""
     source, rig = expression_source(avatar, keys_from)
     armature = pose_armature(avatar)
     current = scene.frame_current, scene.frame_subframe
@@ -47,7 +48,7 @@ def frame_requests(
             # the avatar may have been moved: express the camera relative to the head, in the engine frame
             rel = cam.matrix_world if avatar.head is None else avatar.head.matrix_world.inverted() @ cam.matrix_world
             cam2world = cv.cam2world_blender_to_engine(rel)
-            pose = bone_pose(avatar, armature)
+            pose = bone_pose(avatar, armature, eyes=rig == "asset")
             out.append((f, cam2world, camera_intrinsics(scene, cam).to_dict(), expression_weights(source), rig, pose))
     finally:
         scene.frame_set(current[0], subframe=current[1])
@@ -56,6 +57,8 @@ def frame_requests(
 
 POSE_BONES = ("neck", "head")
 """The bones whose pose the neural render follows (the engine's engine.rig.pose.POSE_BONES)."""
+EYE_BONES = ("eye_L", "eye_R")
+"""The eye bones (engine.rig.pose.EYE_BONES): sent when turned from the head, as the eyeball's whole motion."""
 
 
 def pose_armature(avatar: AvatarScene) -> bpy.types.Object | None:
@@ -63,24 +66,78 @@ def pose_armature(avatar: AvatarScene) -> bpy.types.Object | None:
     return next((o for o in avatar.collection.all_objects if o.type == "ARMATURE" and "head" in o.pose.bones), None)
 
 
-def bone_pose(avatar: AvatarScene, armature: bpy.types.Object | None) -> dict | None:
-    """The neck and head bones' current pose as the engine's render ``pose``: each bone's rest -> posed transform
-    of world points (what the armature modifier does to a vertex bound to it alone), relative to the head as the
-    camera is, in engine axes; bones at rest left out, None when none is posed (or there is no armature)."""
+def _is_identity(m: Matrix, tol: float = 1e-6) -> bool:
+    return max(abs(m[i][j] - (1.0 if i == j else 0.0)) for i in range(4) for j in range(4)) <= tol
+
+
+def bone_pose(avatar: AvatarScene, armature: bpy.types.Object | None, eyes: bool = True) -> dict | None:
+    """The asset armature's current pose as the engine's render ``pose``: the neck and head bones' rest -> posed
+    transforms of world points (what the armature modifier does to a vertex bound to it alone), relative to the
+    head as the camera is, in engine axes; bones at rest left out, None when none is posed (or there is no
+    armature). With ``eyes``, an eye bone turned from the head is sent too, as its eyeball's whole motion: the
+    bone's transform after the rigid motion the eyeball's own (unmuted) shape keys give it (:func:`eye_key_motion`),
+    which the engine then uses in place of the look keys' (docs/ADDON.md "Eye bones")."""
     if armature is None:
         return None
     rel = Matrix.Identity(4) if avatar.head is None else avatar.head.matrix_world.inverted()
     world = armature.matrix_world
+    skins = {}
+    for name in POSE_BONES + EYE_BONES:
+        pb = armature.pose.bones.get(name)
+        if pb is not None:
+            skins[name] = world @ pb.matrix @ pb.bone.matrix_local.inverted() @ world.inverted()
     out = {}
     for name in POSE_BONES:
-        pb = armature.pose.bones.get(name)
-        if pb is None:
-            continue
-        skin = world @ pb.matrix @ pb.bone.matrix_local.inverted() @ world.inverted()
-        m = rel @ skin @ rel.inverted()
-        if max(abs(m[i][j] - (1.0 if i == j else 0.0)) for i in range(4) for j in range(4)) > 1e-6:
-            out[name] = cv.transform_blender_to_engine(m)
+        if name in skins and not _is_identity(rel @ skins[name] @ rel.inverted()):
+            out[name] = cv.transform_blender_to_engine(rel @ skins[name] @ rel.inverted())
+    head = skins.get("head", Matrix.Identity(4))
+    for name in EYE_BONES if eyes else ():
+        if name not in skins or _is_identity(head.inverted() @ skins[name]):
+            continue  # at rest on the head: the engine's eyes follow the look keys
+        eyeball = _eyeball(avatar, name)
+        m = skins[name] @ (eye_key_motion(eyeball) if eyeball is not None else Matrix.Identity(4))
+        out[name] = cv.transform_blender_to_engine(rel @ m @ rel.inverted())
     return out or None
+
+
+def _eyeball(avatar: AvatarScene, bone: str) -> bpy.types.Object | None:
+    """The asset's level-0 eyeball mesh bound to eye bone ``bone`` (role ``asset_eye_L`` / ``asset_eye_R``)."""
+    return next((o for o in avatar.collection.all_objects if o.type == "MESH" and o.get(ROLE) == f"asset_{bone}"), None)
+
+
+def eye_key_motion(eyeball: bpy.types.Object) -> Matrix:
+    """The rigid motion (world, 4x4) that best fits what the eyeball's unmuted shape keys at their current values
+    do to its vertices (the look keys turn the asset's eyeballs); the identity for an eyeball without keys or
+    whose keys are muted or at 0."""
+    import numpy as np
+
+    keys = eyeball.data.shape_keys
+    if keys is None or len(keys.key_blocks) < 2:
+        return Matrix.Identity(4)
+    n = len(eyeball.data.vertices)
+
+    def co(kb) -> np.ndarray:
+        a = np.empty(3 * n, np.float64)
+        kb.data.foreach_get("co", a)
+        return a.reshape(n, 3)
+
+    basis = co(keys.reference_key)
+    moved = basis.copy()
+    for kb in keys.key_blocks[1:]:
+        if not kb.mute and abs(kb.value) > 1e-6 and kb.relative_key == keys.reference_key:
+            moved += kb.value * (co(kb) - basis)
+    if np.abs(moved - basis).max() < 1e-7:
+        return Matrix.Identity(4)
+    ow = np.array(eyeball.matrix_world)
+    p = basis @ ow[:3, :3].T + ow[:3, 3]
+    q = moved @ ow[:3, :3].T + ow[:3, 3]
+    cp, cq = p.mean(0), q.mean(0)
+    u, _, vt = np.linalg.svd((p - cp).T @ (q - cq))
+    d = 1.0 if np.linalg.det(vt.T @ u.T) > 0 else -1.0
+    rot = vt.T @ np.diag([1.0, 1.0, d]) @ u.T
+    m = np.eye(4)
+    m[:3, :3], m[:3, 3] = rot, cq - rot @ cp
+    return Matrix(m.tolist())
 
 
 def expression_weights(head: bpy.types.Object | None) -> dict[str, float] | None:

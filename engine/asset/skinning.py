@@ -18,7 +18,9 @@ from engine.rig.pose import (
     NeckBlend,
     PoseDeform,
     about_joint,
+    body_pose,
     check_pose,
+    eye_gaze,
     fit_plane,
     rotation_matrix,
 )
@@ -99,14 +101,29 @@ _LOCK = threading.Lock()
 
 
 def pose_deform(avatar, pose: Mapping[str, object] | None, inner=None):
-    """The deform to render a loaded avatar under a head/neck ``pose`` ({bone: 4x4}, checked by
-    :func:`check_pose`) and an ``inner`` deform (an expression's, or None): ``inner`` itself when the pose is
-    empty or the identity. InputError for a bad pose, BundleError when the bundle has no joints to pose."""
-    mats = check_pose(pose)
+    """The deform to render a loaded avatar under the neck and head bones of ``pose`` ({bone: 4x4}, checked by
+    :func:`check_pose`) and an ``inner`` deform (an expression's, or None): ``inner`` itself when they are at
+    rest. The eye bones are :func:`render_deform`'s. InputError for a bad pose, BundleError when the bundle has no
+    joints to pose."""
+    mats = body_pose(check_pose(pose))
     if not mats:
         return inner
     dev = avatar.field.box_center.device
     return PoseDeform(neck_blend_for_avatar(avatar), mats, avatar.scale, inner, dev)
+
+
+def render_deform(avatar, expression: Mapping[str, float] | None, pose: Mapping[str, object] | None, rig="auto"):
+    """The deform of one render (None for the avatar as photographed): ARKit ``expression`` on ``rig`` (None: the
+    photo's own), the eye bones of ``pose`` turning the eyeballs (:func:`engine.rig.pose.eye_gaze`, the asset's
+    rig), then its neck and head bones (:func:`pose_deform`). InputError / BundleError as the parts raise them."""
+    from engine.rig import deform_for_avatar
+
+    mats = check_pose(pose)
+    gaze = eye_gaze(mats)
+    deform = None
+    if expression is not None or gaze:
+        deform = deform_for_avatar(avatar, expression, rig=rig, gaze=gaze)
+    return pose_deform(avatar, mats, deform)
 
 
 def head_pose(avatar, yaw_deg: float, pitch_deg: float = 0.0, roll_deg: float = 0.0) -> dict[str, np.ndarray]:
@@ -114,6 +131,34 @@ def head_pose(avatar, yaw_deg: float, pitch_deg: float = 0.0, roll_deg: float = 
     about its joint (the CLI's ``--head``)."""
     rot = rotation_matrix(*(math.radians(a) for a in (yaw_deg, pitch_deg, roll_deg)))
     return {"head": about_joint(rot, neck_blend_for_avatar(avatar).head_joint)}
+
+
+EYE_COLUMNS = {"eye_L": ("LeftEyeYaw", "LeftEyePitch", "LeftEyeRoll"), "eye_R": ("RightEyeYaw", "RightEyePitch",
+               "RightEyeRoll")}  # fmt: skip
+"""A Live Link Face take's eye rotation columns per eye bone (Live Link's "Left" is the subject's left, as eye_L)."""
+
+
+def live_link_pose(avatar, head_deg=(0.0, 0.0, 0.0), eyes_deg: Mapping | None = None) -> dict[str, np.ndarray]:
+    """The render ``pose`` of a Live Link frame: the head bone turned by ``head_deg`` (yaw, pitch, roll degrees) as
+    :func:`head_pose` does, and each eye of ``eyes_deg`` ({"eye_L" | "eye_R": (yaw, pitch, roll) degrees}) turned
+    about its eyeball's centre on the turned head, as the add-on's Live Link import keys the asset's eye bones.
+    The eyes need the asset's rig (its eyeball centres): InputError without one, from :func:`render_deform`."""
+    from engine.rig import rig_named
+
+    pose = head_pose(avatar, *head_deg) if any(head_deg) else {}
+    head = pose.get("head", np.eye(4))
+    eyes = getattr(rig_named(avatar, "auto"), "eyes", None) if eyes_deg else None
+    for bone, angles in (eyes_deg or {}).items():
+        if eyes is None:
+            from engine.errors import InputError
+
+            raise InputError(
+                "the take's eye rotations turn the asset's eyes, and this bundle has none",
+                hint="make the asset first (likeness asset BUNDLE), or leave the eye columns out",
+            )
+        rot = rotation_matrix(*(math.radians(a) for a in angles))
+        pose[bone] = head @ about_joint(rot, eyes["left" if bone == "eye_L" else "right"][0])
+    return pose
 
 
 def posed_frame_seconds(avatar, size: int = 512, repeats: int = 1) -> dict:

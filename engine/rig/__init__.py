@@ -41,24 +41,37 @@ _DEFORM_CACHE = 8
 _LOCK = threading.Lock()
 
 
-def deform_for_avatar(avatar, weights: Mapping[str, float] | None, device=None, rig: str = "auto"):
+def deform_for_avatar(
+    avatar, weights: Mapping[str, float] | None, device=None, rig: str = "auto", gaze: Mapping | None = None
+):
     """The backward warp (an :class:`engine.rig.expression.ExpressionDeform`) for ARKit ``weights`` on a loaded
     avatar, to pass as ``deform=`` to ``Avatar.render`` / ``render_image``; ``rig`` is one of
-    :data:`RIG_SOURCES` (``auto``: the asset's keys when the bundle has an asset, else the proxy's). Raises
-    :class:`engine.errors.InputError` for an unknown name, a weight outside [0, 1] or an unknown rig,
-    :class:`engine.errors.BundleError` for ``rig="asset"`` on a bundle without a usable asset. Recent
-    expressions are cached (a turntable re-uses one warp); safe to call from several threads."""
+    :data:`RIG_SOURCES` (``auto``: the asset's keys when the bundle has an asset, else the proxy's). ``weights``
+    None is the photo's own expression. ``gaze`` ({"eye_L" | "eye_R": (3, 3) rotation relative to the head}, the
+    asset's eye bones: engine.rig.pose.eye_gaze) turns the eyeballs instead of the look keys' eyeball motion; it
+    needs the asset's rig. Raises :class:`engine.errors.InputError` for an unknown name, a weight outside [0, 1],
+    an unknown rig or a gaze on the proxy's rig, :class:`engine.errors.BundleError` for ``rig="asset"`` on a
+    bundle without a usable asset. Recent expressions are cached (a turntable re-uses one warp); safe to call
+    from several threads."""
     from engine.rig.expression import ExpressionDeform
 
-    w = to_vector(parse_weights(weights))
+    w = None if weights is None else to_vector(parse_weights(weights))
     dev = device if device is not None else avatar.field.box_center.device
     rig = rig_named(avatar, rig)
-    key = (id(rig), str(dev), float(avatar.scale), w.round(6).tobytes())
+    gaze = {k: np.asarray(v, np.float64) for k, v in (gaze or {}).items()}
+    if gaze and getattr(rig, "eyes", None) is None:
+        raise InputError(
+            "the eye bones turn the asset's eyes, and this render uses the proxy's rig",
+            hint="render with rig 'asset' (the bundle needs its asset: likeness asset BUNDLE), or leave the eyes out",
+        )
+    w = rig.photo_weights if w is None else w
+    eyes = b"".join(k.encode() + gaze[k].round(6).tobytes() for k in sorted(gaze))
+    key = (id(rig), str(dev), float(avatar.scale), np.asarray(w).round(6).tobytes(), eyes)
     with _LOCK:
         if key in _DEFORMS:
             _DEFORMS.move_to_end(key)
             return _DEFORMS[key]
-    d = ExpressionDeform(rig, w, avatar.scale, dev)
+    d = ExpressionDeform(rig, w, avatar.scale, dev, gaze=gaze or None)
     with _LOCK:
         _DEFORMS[key] = d
         while len(_DEFORMS) > _DEFORM_CACHE:

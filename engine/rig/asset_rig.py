@@ -132,6 +132,26 @@ class AssetFaceRig(FaceRig):
 
     jaw_points: np.ndarray | None = None
     jaw_deltas: np.ndarray | None = None
+    eyes: dict | None = None
+    """Per proxy side ("right", "left"): (the eyeball's centre (3,), its front point where the iris is (3,), at
+    weights 0, and that front point's deltas (52, 3)), for :meth:`gaze_offsets`."""
+
+    def gaze_offsets(self, weights: np.ndarray, gaze: dict) -> np.ndarray:
+        """(N_PROXY, 3) world offsets of the proxy at ``weights`` when the eyeballs look by ``gaze`` ({"eye_L" |
+        "eye_R": (3, 3) rotation about the eyeball's centre, relative to the head}): each gazing eye's disc
+        drops the look keys' eyeball motion (the front point's deltas) and takes the rotation's motion of the
+        front point instead (the lids keep the keys'). The asset's eye bones, turned: docs/RIG.md "Eye bones"."""
+        out = np.zeros((T.N_PROXY, 3))
+        w = np.asarray(weights, dtype=np.float64)
+        for side, bone in (("right", "eye_R"), ("left", "eye_L")):
+            rot = gaze.get(bone)
+            if rot is None:
+                continue
+            centre, front, deltas = self.eyes[side]
+            move = np.asarray(rot, np.float64) @ (front - centre) + centre - front - w @ deltas
+            n_ring = len(T.eye_loops()[side])
+            out[[T.IRIS_CENTRE[side], *range(T.RING_START[side], T.RING_START[side] + n_ring)]] = move
+        return out
 
     def jaw_source_from_observed(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         w = np.asarray(weights, dtype=np.float64)
@@ -197,13 +217,15 @@ def build_asset_rig(keys: AssetKeys, proxy_rig: FaceRig) -> AssetFaceRig:
     photo = proxy_rig.photo
     tv, bary = _skin_binding(keys, w, photo[: T.N_MESH])
     mesh_deltas = np.einsum("nk,snkd->snd", bary, keys.deltas[:, tv])  # (52, N_MESH, 3)
-    eye = {}
+    eye, eyes = {}, {}
     for side, part in (("right", "eye_R"), ("left", "eye_L")):
         e_ids, _ = _part(keys, part)
         pts = keys.basis[e_ids] + np.tensordot(w, keys.deltas[:, e_ids], axes=1)
         # the eyeball's motion at its front-most point, where the iris is
         front = e_ids[np.argsort(pts[:, 2])[-max(1, len(e_ids) // 50) :]]
         eye[side] = keys.deltas[:, front].mean(1)
+        # the centre as the GLB's eye joint has it (engine.asset.glb_scene: the eyeball's vertex mean)
+        eyes[side] = (keys.basis[e_ids].mean(0), keys.basis[front].mean(0), eye[side])
     full = np.concatenate([mesh_deltas, np.zeros((N_SHAPES, T.N_PROXY - T.N_MESH, 3))], axis=1)
     full[:, T.N_MESH :] = _disc_deltas(photo, full, eye)
     teeth_ids, _ = _part(keys, "teeth_lower")
@@ -218,6 +240,7 @@ def build_asset_rig(keys: AssetKeys, proxy_rig: FaceRig) -> AssetFaceRig:
         estimate="asset",
         jaw_points=keys.basis[teeth_ids],
         jaw_deltas=keys.deltas[:, teeth_ids],
+        eyes=eyes,
     )
 
 

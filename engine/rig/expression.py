@@ -20,11 +20,16 @@ BAKE_VOXEL_M = 0.004
 get finer, seam-aware patches (:mod:`engine.rig.deform`)."""
 
 
-def warp_spec(rig: FaceRig, weights: np.ndarray, scale: float) -> WarpSpec:
-    """The warp from the proxy at ``weights`` to the proxy at the photo, in canonical units (world x ``scale``)."""
+def warp_spec(rig: FaceRig, weights: np.ndarray, scale: float, gaze: dict | None = None) -> WarpSpec:
+    """The warp from the proxy at ``weights`` to the proxy at the photo, in canonical units (world x ``scale``);
+    ``gaze`` (the asset's rig only: {"eye_L" | "eye_R": (3, 3)}) turns the eyeballs as the asset's eye bones do
+    (:meth:`engine.rig.asset_rig.AssetFaceRig.gaze_offsets`)."""
     lin, off = rig.jaw_source_from_observed(weights)
+    observed = rig.proxy_at(weights)
+    if gaze:
+        observed = observed + rig.gaze_offsets(weights, gaze)
     return WarpSpec(
-        observed=rig.proxy_at(weights) * scale,
+        observed=observed * scale,
         source=rig.photo * scale,
         triangles=rig.triangles,
         jaw_weight=rig.jaw_weight,
@@ -34,16 +39,23 @@ def warp_spec(rig: FaceRig, weights: np.ndarray, scale: float) -> WarpSpec:
 
 
 class ExpressionDeform:
-    """Backward warp for ARKit ``weights`` (52,) on ``rig``, baked on a grid of ``voxel_m`` world metres."""
+    """Backward warp for ARKit ``weights`` (52,) on ``rig`` (and the eye bones' ``gaze``, :func:`warp_spec`), baked
+    on a grid of ``voxel_m`` world metres."""
 
     def __init__(
-        self, rig: FaceRig, weights: np.ndarray, scale: float, device="cpu", voxel_m: float = BAKE_VOXEL_M
+        self,
+        rig: FaceRig,
+        weights: np.ndarray,
+        scale: float,
+        device="cpu",
+        voxel_m: float = BAKE_VOXEL_M,
+        gaze: dict | None = None,
     ) -> None:
         w = np.asarray(weights, dtype=np.float64).reshape(N_SHAPES)
         self.weights = w
         self.rig = rig
         self.scale = float(scale)
-        self.spec = warp_spec(rig, w, self.scale)
+        self.spec = warp_spec(rig, w, self.scale, gaze)
         self.identity = self.spec.is_identity()
         self.baked = None if self.identity else BakedWarp(self.spec, voxel_m * self.scale, device, self.scale)
         self.cavity_z = cavity_depth_plane(self.spec)

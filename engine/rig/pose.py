@@ -29,7 +29,11 @@ import torch
 from engine.errors import InputError
 
 POSE_BONES = ("neck", "head")
-"""The bones a pose may move (the eyes are the eyeLook keys' in the neural render)."""
+"""The bones that skin the head and neck (the neck blend)."""
+EYE_BONES = ("eye_L", "eye_R")
+"""The asset's eye bones: a pose may turn them too (the eyeballs, relative to the head; :func:`eye_gaze`)."""
+MAX_GAZE_DEG = 50.0
+"""Most an eye bone may turn from the head's rest direction (a human eye's range is about 45 degrees)."""
 HEAD_BLEND = 0.025
 """Template units (about metres) above the neck cut's plane over which the neck bone hands over to the head bone."""
 ROOT_FADE = 0.03
@@ -136,14 +140,14 @@ def about_joint(rot: np.ndarray, joint) -> np.ndarray:
 
 
 def check_pose(pose: Mapping[str, object] | None) -> dict[str, np.ndarray]:
-    """``{bone: 4x4}`` -> float64 (4, 4) arrays, the identities dropped. InputError for a bone not in
-    :data:`POSE_BONES` or a matrix that is not rigid (orthonormal, right-handed, last row 0 0 0 1, translation
-    within :data:`MAX_TRANSLATION_M`)."""
+    """``{bone: 4x4}`` -> float64 (4, 4) arrays, the neck's and head's identities dropped. InputError for a bone not in
+    :data:`POSE_BONES` or :data:`EYE_BONES`, a matrix that is not rigid (orthonormal, right-handed, last row 0 0 0
+    1, translation within :data:`MAX_TRANSLATION_M`) or an eye turned past :data:`MAX_GAZE_DEG`."""
     out = {}
+    bones = POSE_BONES + EYE_BONES
     for bone, m in (pose or {}).items():
-        if bone not in POSE_BONES:
-            raise InputError(f"pose moves the bones {', '.join(POSE_BONES)}, not {bone!r}",
-                             hint="the eyes follow the eyeLook keys of the expression")  # fmt: skip
+        if bone not in bones:
+            raise InputError(f"pose moves the bones {', '.join(bones)}, not {bone!r}")
         try:
             a = np.asarray(m, np.float64)
         except (TypeError, ValueError):
@@ -157,11 +161,37 @@ def check_pose(pose: Mapping[str, object] | None) -> dict[str, np.ndarray]:
             raise InputError(f"pose[{bone!r}] is not a rotation (orthonormal, right-handed: no scale or mirror)")
         if np.linalg.norm(a[:3, 3]) > MAX_TRANSLATION_M:
             raise InputError(f"pose[{bone!r}] moves the bone more than {MAX_TRANSLATION_M:g} m")
-        if np.abs(a - np.eye(4)).max() > 1e-9:
+        # an eye's identity is kept: under a turned head it is an eye looking away from the head's direction
+        if bone in EYE_BONES or np.abs(a - np.eye(4)).max() > 1e-9:
             u, _, vt = np.linalg.svd(rot)
             a[:3, :3] = u @ vt
             out[bone] = a
+    eye_gaze(out)
     return out
+
+
+def eye_gaze(pose: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``{eye: (3, 3)}``: each eye bone's rotation relative to the head bone (the eyeball's turn about its centre,
+    as the asset's armature has it: an eye is the head's child; a translation of the eye is not used), those that
+    do not turn left out. InputError for an eye turned past :data:`MAX_GAZE_DEG`."""
+    head_inv = np.linalg.inv(np.asarray(pose.get("head", np.eye(4)), np.float64))
+    out = {}
+    for bone in EYE_BONES:
+        if bone not in pose:
+            continue
+        rot = (head_inv @ np.asarray(pose[bone], np.float64))[:3, :3]
+        angle = math.degrees(math.acos(max(-1.0, min(1.0, (np.trace(rot) - 1.0) / 2.0))))
+        if angle > MAX_GAZE_DEG:
+            raise InputError(f"pose[{bone!r}] turns the eye {angle:.0f} degrees from the head's direction",
+                             hint=f"an eye turns at most {MAX_GAZE_DEG:g} degrees")  # fmt: skip
+        if angle > 1e-4:
+            out[bone] = rot
+    return out
+
+
+def body_pose(pose: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The neck and head bones of a checked pose (what the neck blend skins)."""
+    return {b: m for b, m in pose.items() if b in POSE_BONES}
 
 
 def pose_points(blend: NeckBlend, pose: Mapping[str, np.ndarray], points) -> np.ndarray:

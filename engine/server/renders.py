@@ -140,12 +140,14 @@ class Renderer:
             raise not_found("avatar") from exc
         except LikenessError as exc:
             raise from_domain(exc) from exc
-        deform = None if req.expression is None else expression_deform(avatar, req.expression, req.rig)
-        if req.pose:
-            from engine.asset.skinning import pose_deform
+        deform = None
+        if req.expression is not None or req.pose:
+            from engine.asset.skinning import render_deform
 
+            if req.expression is not None:
+                check_expression(req.expression)
             try:
-                deform = pose_deform(avatar, req.pose, deform)
+                deform = render_deform(avatar, req.expression, req.pose, req.rig)
             except LikenessError as exc:
                 raise from_domain(exc) from exc
         cam2world = np.array(req.cam2world, dtype=np.float64)

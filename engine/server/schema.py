@@ -180,13 +180,16 @@ class RenderRequest(BaseModel):
         default="auto",
         description="whose shapes move the field under 'expression': asset (the asset's template keys, so the render "
         "moves as asset/head.glb does), proxy (the bundle's own rig), auto (asset when the avatar has one, else "
-        "proxy). Ignored without an expression",
+        "proxy). Ignored without an expression or turned eye bones",
     )
-    pose: dict[Literal["neck", "head"], list[list[float]]] | None = Field(
+    pose: dict[Literal["neck", "head", "eye_L", "eye_R"], list[list[float]]] | None = Field(
         default=None,
-        description="the asset armature's neck and head bones, each a 4x4 row-major rigid transform rest -> posed in "
-        "the avatar's world (a glTF skin's joint matrix times its inverse bind matrix; the head's includes the "
-        "neck's); the field follows them as the asset's skin does (docs/RIG.md 'Head rotation'). Absent: the rest pose",
+        description="the asset armature's neck, head and eye bones, each a 4x4 row-major rigid transform rest -> "
+        "posed in the avatar's world (a glTF skin's joint matrix times its inverse bind matrix; the head's includes "
+        "the neck's, an eye's the head's); the field follows the neck and head as the asset's skin does (docs/RIG.md "
+        "'Head rotation'). An eye bone that turns from the head's direction (at most 50 degrees) is the eyeball's "
+        "whole gaze, in place of the eyeLook keys' eyeball motion (the lids keep the keys'); it needs rig 'asset' "
+        "(or 'auto' on an avatar with an asset). Absent: the rest pose",
     )
     output: Literal["png", "depth_exr"] = "png"
 
