@@ -88,8 +88,9 @@ def bone_pose(avatar: AvatarScene, armature: bpy.types.Object | None, eyes: bool
             skins[name] = world @ pb.matrix @ pb.bone.matrix_local.inverted() @ world.inverted()
     out = {}
     for name in POSE_BONES:
-        if name in skins and not _is_identity(rel @ skins[name] @ rel.inverted()):
-            out[name] = cv.transform_blender_to_engine(rel @ skins[name] @ rel.inverted())
+        m = rel @ skins[name] @ rel.inverted() if name in skins else None
+        if m is not None and not _is_identity(m):
+            out[name] = cv.transform_blender_to_engine(m)
     head = skins.get("head", Matrix.Identity(4))
     for name in EYE_BONES if eyes else ():
         if name not in skins or _is_identity(head.inverted() @ skins[name]):

@@ -14,6 +14,7 @@ import numpy as np
 
 from engine.asset.snap import smoothstep
 from engine.prior.model import PARTS, HeadPrior
+from engine.rig.pose import rotation_angle_deg
 
 CHIN_LANDMARK = 152
 """mediapipe's chin (the lowest point of the face oval)."""
@@ -46,10 +47,6 @@ def rigid_fit(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, flo
     rot = vt.T @ np.diag([1.0, 1.0, d]) @ u.T
     t = cq - cp @ rot.T
     return rot, t, float(np.sqrt(((p @ rot.T + t - q) ** 2).sum(1).mean()))
-
-
-def rotation_angle_deg(rot: np.ndarray) -> float:
-    return float(np.degrees(np.arccos(np.clip((np.trace(rot) - 1.0) / 2.0, -1.0, 1.0))))
 
 
 def sphere_fit(p: np.ndarray) -> tuple[np.ndarray, float]:

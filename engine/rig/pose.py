@@ -131,6 +131,11 @@ def rotation_matrix(yaw: float, pitch: float, roll: float) -> np.ndarray:
     return about(1, yaw) @ about(0, pitch) @ about(2, roll)
 
 
+def rotation_angle_deg(rot: np.ndarray) -> float:
+    """The angle of a rotation (3, 3), degrees."""
+    return float(np.degrees(np.arccos(np.clip((np.trace(rot) - 1.0) / 2.0, -1.0, 1.0))))
+
+
 def about_joint(rot: np.ndarray, joint) -> np.ndarray:
     """(4, 4) the rigid transform rotating by ``rot`` (3, 3) about the point ``joint`` (3,)."""
     m = np.eye(4)
@@ -180,7 +185,7 @@ def eye_gaze(pose: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         if bone not in pose:
             continue
         rot = (head_inv @ np.asarray(pose[bone], np.float64))[:3, :3]
-        angle = math.degrees(math.acos(max(-1.0, min(1.0, (np.trace(rot) - 1.0) / 2.0))))
+        angle = rotation_angle_deg(rot)
         if angle > MAX_GAZE_DEG:
             raise InputError(f"pose[{bone!r}] turns the eye {angle:.0f} degrees from the head's direction",
                              hint=f"an eye turns at most {MAX_GAZE_DEG:g} degrees")  # fmt: skip
