@@ -1,6 +1,7 @@
 """The add-on against a real engine process (``python -m engine serve``): the stdlib client, and in ``bpy`` the
-whole artist flow -- engine started on first use, build on the draft preset with progress and cancel, import,
-neural render of the imported camera, engine stopped when the add-on goes away."""
+whole artist flow -- engine started on first use, build on the draft preset (with the tiny settings of
+engine.config.TINY_OVERRIDES) with progress and cancel, import, neural render of the imported camera, engine
+stopped when the add-on goes away."""
 
 from __future__ import annotations
 
@@ -226,11 +227,15 @@ def _pump_until_done(task, timeout_s: float, on_tick=None):
 
 
 @pytest.mark.blender
-def test_build_import_and_neural_render_through_the_engine(blender, tmp_path, photo_file):
+def test_build_import_and_neural_render_through_the_engine(blender, tmp_path, photo_file, monkeypatch):
     from PIL import Image
 
     from blender_addon import engine_link, jobs, scene_io
+    from engine.config import TINY_OVERRIDES
 
+    # the engine the add-on starts inherits this environment: its builds use the tiny settings (every stage in
+    # seconds; what is checked here is the add-on's flow, not the fit)
+    monkeypatch.setenv("LIKENESS_BUILD_OVERRIDES", json.dumps(TINY_OVERRIDES))
     prefs = bpy.context.preferences.addons["blender_addon"].preferences
     prefs.mode, prefs.python_path, prefs.workspace = "LOCAL", sys.executable, str(tmp_path / "ws")
     prefs.cache_dir = str(tmp_path / "downloads")
@@ -270,6 +275,7 @@ def test_build_import_and_neural_render_through_the_engine(blender, tmp_path, ph
     assert avatar.info["quality"] == "draft" and avatar.head is not None and avatar.camera is not None
     manifest = json.loads((Path(avatar.info["bundle_dir"]) / "manifest.json").read_text())
     assert manifest["settings"]["uv_layout"] == "subject"
+    assert manifest["settings"]["iterations"] == TINY_OVERRIDES["iterations"]  # the tiny build it was meant to be
     bg = avatar.camera.data.background_images[0].image
     assert Path(bg.filepath) == photo_file  # the real photo behind the camera
     _pump_until_done(jobs.latest("list"), 30)

@@ -34,7 +34,7 @@ cluster = batch_support.cluster  # the fixture: a Ray head on 127.0.0.1, started
 def test_batch_on_ray_survives_a_lost_worker(cluster, tmp_path, astronaut_rgb):
     address, env = cluster
     src = tmp_path / "src"
-    astronaut_variants(src, astronaut_rgb, ["r0.png", "r1.jpg", "r2.png"])
+    astronaut_variants(src, astronaut_rgb, ["r0.png", "r1.jpg"])  # one of them loses its worker
     out = tmp_path / "out"
     proc = subprocess.Popen(
         ["nice", "-n", "5", *batch_cmd(src, "-o", out, *TINY_ARGS, "--ray", address, "--progress", "jsonl")],
@@ -74,7 +74,7 @@ def test_batch_on_ray_survives_a_lost_worker(cluster, tmp_path, astronaut_rgb):
     assert victim is not None, "no item reached its init stage"
     rep = report(out)
     assert rep["state"] == "finished" and rep["runner"].startswith("ray (2 CPUs")
-    assert rep["counts"]["succeeded"] == 3 and rep["exit_code"] == 0
+    assert rep["counts"]["succeeded"] == 2 and rep["exit_code"] == 0
     items = {i["id"]: i for i in rep["items"]}
     lost = items[victim["id"]]
     assert lost["status"] == "succeeded" and lost["lost_workers"] == 1 and lost["attempts"] == 2
@@ -95,4 +95,4 @@ def test_batch_on_ray_survives_a_lost_worker(cluster, tmp_path, astronaut_rgb):
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert not [e for e in events(r.stdout) if e["event"] == "item_started"]
-    assert report(out)["counts"]["skipped"] == 3
+    assert report(out)["counts"]["skipped"] == 2

@@ -1,7 +1,9 @@
 """What a build job tells its user, from a real server process: a worker that crashes in native code fails its
 job at once (no three crash-and-retry rounds), a resubmission answers that failure instead of crashing again, and
 the next worker serves other jobs; a photo with several faces succeeds with the notice in the job's status. The
-crash is a real SIGABRT delivered to the real worker mid-build."""
+crash is a real SIGABRT delivered to the real worker mid-build. The server builds with the tiny settings
+(engine.config.TINY_OVERRIDES through ``LIKENESS_BUILD_OVERRIDES``): the crash, the retry policy and the
+several-faces notice do not depend on the fit's size, and a tiny build still runs for many seconds."""
 
 from __future__ import annotations
 
@@ -24,7 +26,10 @@ BUILD_TIMEOUT_S = 1200
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = ServerProcess(tmp_path_factory.mktemp("crash") / "ws")
+    from engine.config import TINY_OVERRIDES
+
+    env = {"LIKENESS_BUILD_OVERRIDES": json.dumps(TINY_OVERRIDES)}
+    srv = ServerProcess(tmp_path_factory.mktemp("crash") / "ws", extra_env=env)
     srv.start()
     yield srv
     srv.stop()
