@@ -273,13 +273,15 @@ def cmd_drive(args) -> int:
         out.mkdir(parents=True, exist_ok=True)
         cam, intr = avatar.orbit(0.0, 0.0, args.size)
         n = min(len(take.times_s), args.max_frames or len(take.times_s))
-        from engine.asset.skinning import EYE_COLUMNS, live_link_pose, render_deform
+        from engine.asset.skinning import live_link_pose, render_deform
         from engine.rig import resolve_rig
+        from engine.rig.livelink import BONE_COLUMNS
 
-        head = [take.extra.get(c) for c in ("HeadYaw", "HeadPitch", "HeadRoll")]
-        turns = args.head_rotation != "off" and any(c is not None and np.any(c) for c in head)
-        eye_cols = {b: [take.extra.get(c) for c in cols] for b, cols in EYE_COLUMNS.items()}
-        eye_cols = {b: cols for b, cols in eye_cols.items() if any(c is not None and np.any(c) for c in cols)}
+        # a bone's columns, those the take has and that turn it (a written take has all nine, zeros included)
+        eye_cols = {b: [take.extra.get(c) for c in names] for b, names in BONE_COLUMNS.items()}
+        eye_cols = {b: c for b, c in eye_cols.items() if any(x is not None and np.any(x) for x in c)}
+        head = eye_cols.pop("head", None)
+        turns = args.head_rotation != "off" and head is not None
         # the eyes as the add-on's import has them: turned by the eye columns on the asset's rig (the look keys
         # then move the lids only, engine.rig.asset_rig); else the look keys turn them
         gazes = args.head_rotation != "off" and bool(eye_cols) and resolve_rig(avatar) == "asset"

@@ -105,11 +105,14 @@ def pose_deform(avatar, pose: Mapping[str, object] | None, inner=None):
     :func:`check_pose`) and an ``inner`` deform (an expression's, or None): ``inner`` itself when they are at
     rest. The eye bones are :func:`render_deform`'s. InputError for a bad pose, BundleError when the bundle has no
     joints to pose."""
-    mats = body_pose(check_pose(pose))
-    if not mats:
+    return _posed(avatar, body_pose(check_pose(pose)), inner)
+
+
+def _posed(avatar, body: Mapping[str, np.ndarray], inner):
+    """``inner`` under the checked neck and head bones ``body`` (itself when there are none)."""
+    if not body:
         return inner
-    dev = avatar.field.box_center.device
-    return PoseDeform(neck_blend_for_avatar(avatar), mats, avatar.scale, inner, dev)
+    return PoseDeform(neck_blend_for_avatar(avatar), body, avatar.scale, inner, avatar.field.box_center.device)
 
 
 def render_deform(avatar, expression: Mapping[str, float] | None, pose: Mapping[str, object] | None, rig="auto"):
@@ -123,7 +126,7 @@ def render_deform(avatar, expression: Mapping[str, float] | None, pose: Mapping[
     deform = None
     if expression is not None or gaze:
         deform = deform_for_avatar(avatar, expression, rig=rig, gaze=gaze)
-    return pose_deform(avatar, mats, deform)
+    return _posed(avatar, body_pose(mats), deform)
 
 
 def head_pose(avatar, yaw_deg: float, pitch_deg: float = 0.0, roll_deg: float = 0.0) -> dict[str, np.ndarray]:
@@ -133,29 +136,24 @@ def head_pose(avatar, yaw_deg: float, pitch_deg: float = 0.0, roll_deg: float = 
     return {"head": about_joint(rot, neck_blend_for_avatar(avatar).head_joint)}
 
 
-EYE_COLUMNS = {"eye_L": ("LeftEyeYaw", "LeftEyePitch", "LeftEyeRoll"), "eye_R": ("RightEyeYaw", "RightEyePitch",
-               "RightEyeRoll")}  # fmt: skip
-"""A Live Link Face take's eye rotation columns per eye bone (Live Link's "Left" is the subject's left, as eye_L)."""
-
-
 def live_link_pose(avatar, head_deg=(0.0, 0.0, 0.0), eyes_deg: Mapping | None = None) -> dict[str, np.ndarray]:
     """The render ``pose`` of a Live Link frame: the head bone turned by ``head_deg`` (yaw, pitch, roll degrees) as
     :func:`head_pose` does, and each eye of ``eyes_deg`` ({"eye_L" | "eye_R": (yaw, pitch, roll) degrees}) turned
     about its eyeball's centre on the turned head, as the add-on's Live Link import keys the asset's eye bones.
-    The eyes need the asset's rig (its eyeball centres): InputError without one, from :func:`render_deform`."""
+    The eyes need the asset's rig (its eyeball centres): InputError without one."""
     from engine.rig import rig_named
 
     pose = head_pose(avatar, *head_deg) if any(head_deg) else {}
     head = pose.get("head", np.eye(4))
     eyes = getattr(rig_named(avatar, "auto"), "eyes", None) if eyes_deg else None
-    for bone, angles in (eyes_deg or {}).items():
-        if eyes is None:
-            from engine.errors import InputError
+    if eyes_deg and eyes is None:
+        from engine.errors import InputError
 
-            raise InputError(
-                "the take's eye rotations turn the asset's eyes, and this bundle has none",
-                hint="make the asset first (likeness asset BUNDLE), or leave the eye columns out",
-            )
+        raise InputError(
+            "the take's eye rotations turn the asset's eyes, and this bundle has none",
+            hint="make the asset first (likeness asset BUNDLE), or leave the eye columns out",
+        )
+    for bone, angles in (eyes_deg or {}).items():
         rot = rotation_matrix(*(math.radians(a) for a in angles))
         pose[bone] = head @ about_joint(rot, eyes["left" if bone == "eye_L" else "right"][0])
     return pose

@@ -36,6 +36,9 @@ LIVELINK_SHAPE_ORDER = (
 """The app's CSV column order for the 52 shapes (JawRight before JawLeft, MouthRight before MouthLeft)."""
 ROTATIONS = ("HeadYaw", "HeadPitch", "HeadRoll", "LeftEyeYaw", "LeftEyePitch", "LeftEyeRoll", "RightEyeYaw",
              "RightEyePitch", "RightEyeRoll")  # fmt: skip
+BONE_COLUMNS = {"head": ROTATIONS[0:3], "eye_L": ROTATIONS[3:6], "eye_R": ROTATIONS[6:9]}
+"""The rotation columns (yaw, pitch, roll) per asset armature bone; Live Link's "Left" is the subject's left, as
+``eye_L`` (the add-on keys the bones by its own copy, blender_addon/scene_io/livelink.py)."""
 HEADER = ("Timecode", "BlendShapeCount", *LIVELINK_SHAPE_ORDER, *ROTATIONS)
 STANDARD_RATES = (24.0, 25.0, 30.0, 48.0, 50.0, 60.0, 120.0)
 _TIMECODE = re.compile(r"^\s*(\d+):(\d{1,2}):(\d{1,2})[:;](\d+)(?:\.(\d+))?\s*$")
