@@ -18,7 +18,7 @@ from mathutils import Quaternion
 
 from ..arkit import ARKIT_52, canonical_name
 from ..livelink import Take, rotation_quaternion
-from .common import AvatarScene, find_avatar
+from .common import ROLE, AvatarScene, find_avatar
 from .lod import driven_paths
 
 ARKIT_NAMES = frozenset(ARKIT_52)
@@ -192,7 +192,7 @@ def gaze_by_bones(targets: LiveLinkTargets, eye_bones: list[str]) -> int:
     arm = targets.armature
     near = {o for c in arm.users_collection for o in c.all_objects} if arm is not None else set()
     for obj in sorted(near, key=lambda o: o.name):
-        role = str(obj.get("likeness_role", ""))
+        role = str(obj.get(ROLE, ""))
         if obj.type != "MESH" or role not in ("asset_eye_L", "asset_eye_R") or obj.data.shape_keys is None:
             continue
         bone = role[len("asset_") :]
